@@ -1,0 +1,123 @@
+"""One settings object for the whole product.
+
+Every tunable lives here. Values come from ``GENRETAG_*`` environment variables, and the CLI
+overrides them with :meth:`Settings.replace`. Nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import platformdirs
+
+APP_NAME = "genretag"
+ENV_PREFIX = "GENRETAG_"
+PACKAGED_MODEL = Path(__file__).parent / "data" / "default.genretag"
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory (e.g. ``~/.local/share/genretag`` on Linux)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{default_data_dir() / 'genretag.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; see the README's table for what each field does."""
+
+    # Storage and queue.
+    database_url: str = field(default_factory=default_database_url)
+    broker_url: str = ""  # empty: embedded local mode, no servers
+    model_path: Path = PACKAGED_MODEL
+
+    # Which segments vote (see classify.py).
+    segments: str = "spread"  # "spread": K windows over long tracks; "all": every segment
+    windows: int = 10  # K, windows voted over a long track
+    spread_min_seconds: float = 60.0  # tracks shorter than this use all their segments
+    edge_seconds: float = 10.0  # skipped at each end of a long track before spreading windows
+
+    # Inference and concurrency.
+    batch_tracks: int = 8  # tracks whose segments share one forward pass in local mode
+    workers: int = 0  # local-mode decode processes and Celery concurrency; 0 means one per core
+    tf_threads: int = 0  # TensorFlow intra-op threads per process; 0 means cores // workers
+
+    # Producer.
+    library_roots: tuple[str, ...] = ()  # scanned by `genretag beat` and checked by workers
+    follow_symlinks: bool = False
+    max_outstanding: int = 64  # enqueued tasks not yet finished before the producer waits
+    scan_schedule: str = "0 3 * * *"  # cron syntax for the nightly rescan
+
+    # Worker robustness.
+    max_attempts: int = 3  # a file that fails or kills a worker this often is marked failed
+    task_soft_time_limit: int = 120  # seconds
+    task_time_limit: int = 180  # seconds; the process is killed past this
+    decode_timeout: float = 60.0  # seconds allowed for an external decoder (ffmpeg)
+
+    def replace(self, **overrides: Any) -> Settings:
+        """A copy with the given fields changed; ``None`` values are ignored (unset CLI options)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def local_mode(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Threads for TensorFlow so that workers x threads fits the cores."""
+        return self.tf_threads or max(1, (os.cpu_count() or 1) // self.worker_count)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read every field from ``GENRETAG_<FIELD>`` where set."""
+        environ = dict(os.environ if environ is None else environ)
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(raw, hints[f.name])
+        return cls(**values)
+
+
+def _parse(raw: str, kind: Any) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if kind is int:
+        return int(raw)
+    if kind is float:
+        return float(raw)
+    if kind is Path:
+        return Path(raw).expanduser()
+    if kind == tuple[str, ...]:
+        return tuple(p for p in raw.split(os.pathsep) if p)
+    return raw
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings.from_env()
+
+
+def redact_url(url: str) -> str:
+    """A database or broker URL safe to print: the password is replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL (e.g. a broker URL with an odd scheme)
+        import re
+
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
