@@ -1,0 +1,76 @@
+"""The model bundle: round trip, refusal of mismatched feature parameters, the compiled predictor, the shipped model."""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+
+import numpy as np
+import pytest
+
+from genretag.config import PACKAGED_MODEL
+from genretag.features import FEATURES, FeatureParams
+from genretag.model import GENRES, BundleError, ModelBundle, Predictor, build, load_bundle, read_meta
+
+
+@pytest.fixture(scope="module")
+def bundle() -> ModelBundle:
+    model = build("seed", FEATURES.shape, len(GENRES))
+    rng = np.random.default_rng(0)
+    return ModelBundle(
+        model=model,
+        architecture="seed",
+        version="test-1",
+        mean=rng.normal(size=13).astype(np.float32),
+        std=rng.uniform(1, 2, size=13).astype(np.float32),
+        training={"tracks": 3},
+        metrics={"balanced_track_accuracy": 0.5},
+    )
+
+
+def maps(n: int) -> np.ndarray:
+    return np.random.default_rng(1).normal(size=(n, *FEATURES.shape)).astype(np.float32) * 50
+
+
+def test_round_trip_keeps_weights_and_metadata(bundle, tmp_path):
+    path = bundle.save(tmp_path / "m.genretag")
+    loaded = load_bundle(path)
+    assert loaded.version == "test-1" and loaded.labels == GENRES and loaded.architecture == "seed"
+    assert loaded.features == FEATURES
+    np.testing.assert_array_equal(loaded.mean, bundle.mean)
+    np.testing.assert_array_equal(loaded.std, bundle.std)
+    assert loaded.training == {"tracks": 3} and loaded.metrics == {"balanced_track_accuracy": 0.5}
+    np.testing.assert_allclose(Predictor(loaded)(maps(4)), Predictor(bundle)(maps(4)), rtol=1e-5, atol=1e-6)
+    assert set(zipfile.ZipFile(path).namelist()) == {"meta.json", "model.weights.h5"}
+
+
+def test_mismatched_feature_parameters_are_refused(bundle, tmp_path):
+    other = dataclasses.replace(bundle, features=FeatureParams(hop_length=256))
+    path = other.save(tmp_path / "other.genretag")
+    with pytest.raises(BundleError, match="hop_length"):
+        load_bundle(path)
+
+
+def test_not_a_bundle_is_refused(tmp_path):
+    path = tmp_path / "junk.genretag"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(BundleError, match="not a genretag model bundle"):
+        read_meta(path)
+
+
+def test_predictor_matches_keras_predict_and_normalises(bundle):
+    x = maps(25)
+    ours = Predictor(bundle, batch_size=8)(x)
+    reference = bundle.model.predict(bundle.normalise(x), verbose=0)
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours.sum(axis=1), 1.0, rtol=1e-5)
+    assert Predictor(bundle)(maps(0)).shape == (0, len(GENRES))
+
+
+def test_shipped_model_is_complete_and_small():
+    meta = read_meta(PACKAGED_MODEL)
+    assert meta["labels"] == list(GENRES)
+    assert meta["features"] == FEATURES.to_dict()
+    assert len(meta["normalisation"]["mean"]) == FEATURES.n_mfcc
+    assert PACKAGED_MODEL.stat().st_size < 3 * 1024 * 1024
+    load_bundle(PACKAGED_MODEL)
