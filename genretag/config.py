@@ -36,6 +36,7 @@ class Settings:
     # Storage and queue.
     database_url: str = field(default_factory=default_database_url)
     broker_url: str = ""  # empty: embedded local mode, no servers
+    task_queue: str = "genretag"  # Celery queue the producer sends to and workers consume
     model_path: Path = PACKAGED_MODEL
 
     # Which segments vote (see classify.py).

@@ -1,0 +1,140 @@
+"""The library database on real SQLite and real PostgreSQL: schema, upserts, attempts, path ranges."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from sqlalchemy import func, select, text
+
+from genretag.classify import TrackResult
+from genretag.db import Prediction, ScanRun, Track, TrackStatus, get_engine, session_scope
+from genretag.db import store
+from genretag.db.engine import alembic_config, current_revision, head_revision
+from genretag.model import GENRES
+
+
+def result_for(path: str, genre: str = "rock", version: str = "v1", share: float = 0.6) -> TrackResult:
+    probs = {g: (0.5 if g == genre else 0.5 / (len(GENRES) - 1)) for g in GENRES}
+    votes = {g: (6 if g == genre else 0) for g in GENRES}
+    return TrackResult(
+        path=path, genre=genre, vote_share=share, mean_probability=0.5, probabilities=probs, votes=votes,
+        segments_used=10, segment_mode="spread", duration=123.0, format="OGG/VORBIS", model_version=version,
+    )
+
+
+def add_track(url: str, path: str = "/music/a.ogg") -> int:
+    with session_scope(url) as s:
+        scan = store.start_scan(s, "/music", "v1", "local")
+        return store.insert_tracks(s, [{"path": path, "size": 10, "mtime": 1.0}], scan.id)[path]
+
+
+def test_first_use_migrates_to_head_and_schema_matches_models(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    engine = get_engine(db_url)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Track.metadata)
+    assert diff == [], f"models and migrations differ: {diff}"
+    assert alembic_config().get_main_option("script_location").endswith("migrations")
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
+    with get_engine(sqlite_url).connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 10_000
+
+
+def test_prediction_upsert_is_idempotent(db_url: str) -> None:
+    track_id = add_track(db_url)
+    with session_scope(db_url) as s:
+        store.record_prediction(s, track_id, result_for("/music/a.ogg", "rock"))
+    with session_scope(db_url) as s:  # the same file, the same model, classified again
+        store.record_prediction(s, track_id, result_for("/music/a.ogg", "jazz", share=0.9))
+    with session_scope(db_url) as s:
+        rows = s.scalars(select(Prediction).where(Prediction.track_id == track_id)).all()
+        assert [(p.genre, p.confidence, p.model_version) for p in rows] == [("jazz", 0.9, "v1")]
+        assert rows[0].probabilities["jazz"] == pytest.approx(0.5)
+        assert rows[0].votes["jazz"] == 6
+        track = s.get(Track, track_id)
+        assert (track.status, track.duration, track.format) == ("done", 123.0, "OGG/VORBIS")
+    with session_scope(db_url) as s:  # a new model adds a row beside the old one
+        store.record_prediction(s, track_id, result_for("/music/a.ogg", "blues", version="v2"))
+    with session_scope(db_url) as s:
+        versions = s.scalars(select(Prediction.model_version).where(Prediction.track_id == track_id)).all()
+        assert sorted(versions) == ["v1", "v2"]
+
+
+def test_claim_counts_attempts_before_work_and_gives_up(db_url: str) -> None:
+    track_id = add_track(db_url)
+    for attempt in (1, 2, 3):
+        with session_scope(db_url) as s:
+            claim = store.claim(s, track_id, max_attempts=3)
+            assert claim is not None and claim.attempt == attempt and claim.path == "/music/a.ogg"
+    with session_scope(db_url) as s:  # three attempts never recorded an outcome: the fourth gives up
+        assert store.claim(s, track_id, max_attempts=3) is None
+    with session_scope(db_url) as s:
+        track = s.get(Track, track_id)
+        assert track.status == TrackStatus.failed.value and "gave up after 3 attempts" in track.error
+        assert store.claim(s, track_id, max_attempts=3) is None  # not pending: nothing to do
+
+
+def test_failure_keeps_its_reason(db_url: str) -> None:
+    track_id = add_track(db_url)
+    with session_scope(db_url) as s:
+        store.record_failure(s, track_id, "cannot decode: not an audio file")
+    with session_scope(db_url) as s:
+        assert s.get(Track, track_id).error == "cannot decode: not an audio file"
+
+
+def test_under_root_selects_exactly_the_paths_inside(db_url: str) -> None:
+    paths = ["/music/a.ogg", "/music/sub/b.mp3", "/music-b/c.ogg", "/musicx.ogg", "/music0/d.ogg", "/Music/e.ogg",
+             "/music/ü.ogg"]
+    with session_scope(db_url) as s:
+        scan = store.start_scan(s, "/", "v1", "local")
+        store.insert_tracks(s, [{"path": p, "size": 1, "mtime": 0.0} for p in paths], scan.id)
+    with session_scope(db_url) as s:
+        for root in ("/music", "/music/"):
+            inside = s.scalars(select(Track.path).where(store.under_root(Track.path, root))).all()
+            assert sorted(inside) == ["/music/a.ogg", "/music/sub/b.mp3", "/music/ü.ogg"]
+
+
+def test_mark_missing_and_scan_counts(db_url: str) -> None:
+    with session_scope(db_url) as s:
+        first = store.start_scan(s, "/music", "v1", "local")
+        ids = store.insert_tracks(s, [{"path": f"/music/{n}.ogg", "size": 1, "mtime": 0.0} for n in "abc"], first.id)
+        other = store.insert_tracks(s, [{"path": "/elsewhere/x.ogg", "size": 1, "mtime": 0.0}], first.id)
+    with session_scope(db_url) as s:
+        second = store.start_scan(s, "/music", "v1", "local")
+        store.touch_tracks(s, [ids["/music/a.ogg"], ids["/music/b.ogg"]], second.id)
+        assert store.mark_missing(s, "/music", second.id) == 1
+        store.finish_scan(s, second.id, found=2, missing=1)
+    with session_scope(db_url) as s:
+        assert s.get(Track, ids["/music/c.ogg"]).status == "missing"
+        assert s.get(Track, other["/elsewhere/x.ogg"]).status == "pending"
+        run = s.get(ScanRun, second.id)
+        assert (run.found, run.missing) == (2, 1) and run.finished_at is not None
+        assert store.count_present(s, "/music") == 2
+
+
+def test_deleting_a_track_deletes_its_predictions(db_url: str) -> None:
+    track_id = add_track(db_url)
+    with session_scope(db_url) as s:
+        store.record_prediction(s, track_id, result_for("/music/a.ogg"))
+    with session_scope(db_url) as s:
+        s.delete(s.get(Track, track_id))
+    with session_scope(db_url) as s:
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 0
+
+
+def _first_use(url: str) -> str | None:
+    return current_revision(get_engine(url))
+
+
+def test_many_processes_starting_at_once_migrate_once(db_url: str) -> None:
+    """Celery children and local-mode processes all open the database at start-up."""
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        revisions = pool.map(_first_use, [db_url] * 4)
+    assert revisions == [head_revision()] * 4
