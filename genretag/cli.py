@@ -68,6 +68,97 @@ def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None
     sys.exit(1 if failed else 0)
 
 
+def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts: bool = True):
+    """Discover a GTZAN folder and load the MFCC maps of its clips (cached), with a progress bar."""
+    from genretag.training.datasets import discover, load_features
+
+    dataset = discover(data, splits)
+    clips = dataset.clips + (dataset.excerpts if excerpts else ())
+    with click.progressbar(clips, label=f"MFCC of {len(clips)} clips ({dataset.layout} layout)", file=sys.stderr) as bar:
+        loaded = load_features(bar, settings.cache_dir)
+    return dataset, [t for t in loaded if not t.clip.excerpt], [t for t in loaded if t.clip.excerpt]
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.model.ARCHITECTURES); sets its default recipe.")
+@click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Bundle to write [default: genretag-ARCH.genretag].")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="With --folds: write the CV summary JSON here.")
+@click.option("--epochs", type=click.IntRange(1), help="Maximum epochs (exact epochs with --fit-all).")
+@click.option("--patience", type=click.IntRange(1), help="Early-stopping patience in epochs.")
+@click.option("--batch-size", type=click.IntRange(1))
+@click.option("--learning-rate", type=float)
+@click.option("--balance", type=click.Choice(["weights", "sampling"]), help="Class weights or class-balanced batches.")
+@click.option("--mixup", type=float, help="Mixup Beta alpha; 0 disables.")
+@click.option("--label-smoothing", type=float)
+@click.option("--augment/--no-augment", default=None, help="Roll, masks and noise on training segments.")
+@click.option("--excerpts/--no-excerpts", default=None, help="Use excerpts/ as extra training material [default: yes].")
+@click.option("--fit-all", is_flag=True, help="Train on train+valid tracks for exactly --epochs, no early stopping; never test.")
+@click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
+@click.pass_context
+def train(ctx: click.Context, data: Path, arch: str, folds: int | None, out: Path | None, report: Path | None,
+          fit_all: bool, splits: Path | None, **overrides: object) -> None:
+    """Train a model on GTZAN (split by track), or cross-validate one with --folds."""
+    from genretag.model import ARCHITECTURES
+    from genretag.training.train import cross_validate, recipe, train_model
+
+    if arch not in ARCHITECTURES:
+        raise click.BadParameter(f"known: {', '.join(ARCHITECTURES)}", param_hint="--arch")
+    config = recipe(arch).replace(**overrides)
+    dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
+    verbose = 1 if sys.stdout.isatty() else 2
+    if folds:
+        summary = cross_validate(dataset, tracks, excerpts, config, folds, verbose, echo=click.echo)
+        bal = summary["balanced_track_accuracy"]
+        click.echo(f"{folds}-fold CV, {arch}: balanced track accuracy {bal['mean']:.3f} +- {bal['std']:.3f}, "
+                   f"track accuracy {summary['track_accuracy']['mean']:.3f} +- {summary['track_accuracy']['std']:.3f}")
+        for genre, r in summary["per_genre_recall"].items():
+            click.echo(f"  {genre:<10} recall {r['mean']:.3f} +- {r['std']:.3f}")
+        if report:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps(summary, indent=2) + "\n")
+        return
+    result = train_model(dataset, tracks, excerpts, config, fit_all, verbose)
+    path = result.bundle.save(out or Path(f"genretag-{arch}.genretag"))
+    click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {result.bundle.version}, "
+               f"{len(result.history['loss'])} epochs (best {result.best_epoch})")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@click.option("--split", type=click.Choice(["test", "valid", "all"]), default="test", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for evaluation.json and confusion.png.")
+@click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
+def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path | None, threads: int) -> None:
+    """Evaluate MODEL on whole GTZAN tracks (all segments, majority vote): accuracy, per genre, confusion."""
+    from genretag.model import configure_tensorflow, load_bundle
+    from genretag.training.datasets import discover, load_features
+    from genretag.training.evaluate import predict_tracks, select_tracks, table, track_metrics, write_report
+    from genretag.training.splits import dataset_sides
+
+    configure_tensorflow(threads)
+    bundle = load_bundle(model)
+    dataset = discover(data, splits)
+    sides, how = dataset_sides(dataset)
+    clips = [c for c in dataset.clips if split == "all" or sides.get(c.track_id) == split]
+    with click.progressbar(clips, label=f"MFCC of {len(clips)} {split} clips", file=sys.stderr) as bar:
+        tracks = select_tracks(load_features(bar, settings_of(click.get_current_context()).cache_dir), sides, split)
+    if not tracks:
+        raise click.ClickException(f"no {split} tracks found under {data}")
+    metrics = track_metrics(tracks, predict_tracks(bundle, tracks), bundle.labels)
+    metrics = {"model": str(model), "model_version": bundle.version, "data": str(dataset.root),
+               "layout": dataset.layout, "split": split, "split_source": how, **metrics}
+    click.echo(f"{bundle.version} on the {split} split of {dataset.root}\n{table(metrics)}")
+    if out:
+        report, png = write_report(metrics, out, f"{bundle.version}: {split} tracks of {dataset.root.name}")
+        click.echo(f"wrote {report} and {png}")
+
+
 def main() -> None:
     cli(auto_envvar_prefix=None)
 

@@ -25,6 +25,11 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
+def default_cache_dir() -> Path:
+    """Per-user cache directory (e.g. ``~/.cache/genretag``): training feature caches."""
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
 def default_database_url() -> str:
     return f"sqlite:///{default_data_dir() / 'genretag.sqlite3'}"
 
@@ -61,6 +66,9 @@ class Settings:
     task_soft_time_limit: int = 120  # seconds
     task_time_limit: int = 180  # seconds; the process is killed past this
     decode_timeout: float = 60.0  # seconds allowed for an external decoder (ffmpeg)
+
+    # Training.
+    cache_dir: Path = field(default_factory=default_cache_dir)  # per-track MFCC caches for training runs
 
     def replace(self, **overrides: Any) -> Settings:
         """A copy with the given fields changed; ``None`` values are ignored (unset CLI options)."""

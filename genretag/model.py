@@ -62,7 +62,30 @@ def build_seed(input_shape: tuple[int, int], n_classes: int) -> Any:
     return keras.Model(inputs, outputs, name="seed")
 
 
-ARCHITECTURES: dict[str, Callable[[tuple[int, int], int], Any]] = {"seed": build_seed}
+def build_gap(input_shape: tuple[int, int], n_classes: int) -> Any:
+    """Ours: four conv blocks (conv, batch norm, ReLU, pool), then global average pooling instead of Flatten.
+
+    Averaging over time and coefficients makes the head shift-invariant and small (about 240k
+    weights), which suits a few thousand training segments better than the seed's dense layer.
+    """
+    from tensorflow import keras
+    from tensorflow.keras import layers, regularizers
+
+    l2 = regularizers.l2(1e-4)
+    inputs = keras.Input(shape=(*input_shape, 1))
+    x = inputs
+    for filters in (32, 64, 128, 128):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.3)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=l2)(x)
+    return keras.Model(inputs, outputs, name="gap")
+
+
+ARCHITECTURES: dict[str, Callable[[tuple[int, int], int], Any]] = {"seed": build_seed, "gap": build_gap}
 """Builders by name; a bundle names the one that rebuilds it."""
 
 

@@ -104,3 +104,46 @@ def real_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     script = SHARED / "tools" / "real-music-library.sh"
     subprocess.run(["bash", str(script), str(dest), "small"], check=True, capture_output=True, text=True)
     return dest
+
+
+# --- synthetic GTZAN for the training and evaluation tests ------------------------------------
+
+
+def write_synthetic_clip(path: Path, kind: str, seed: int, seconds: float = 9.0, sr: int = 22050, **sf_kwargs) -> Path:
+    """A clip of low sine tones (``kind="tones"``) or white-noise bursts (``"noise"``); easy to tell apart."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    if kind == "tones":
+        f0 = rng.uniform(80, 200)
+        y = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.15 * np.sin(2 * np.pi * 2 * f0 * t + rng.uniform(0, 6))
+    else:
+        gate = (np.floor(t * rng.uniform(3, 6)) % 2 == 0).astype(float)
+        y = 0.3 * rng.standard_normal(len(t)) * gate
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, y.astype(np.float32), sr, **sf_kwargs)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_gtzan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GTZAN in the Kaggle layout: 20 "blues" clips of sine tones, 20 "metal" clips of noise bursts."""
+    root = tmp_path_factory.mktemp("synthetic-gtzan")
+    for genre, kind in (("blues", "tones"), ("metal", "noise")):
+        for i in range(20):
+            write_synthetic_clip(root / "Data" / "genres_original" / genre / f"{genre}.{i:05d}.wav", kind, seed=i + 1000 * (kind == "noise"))
+    return root
+
+
+@pytest.fixture
+def training_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the feature cache (GENRETAG_CACHE_DIR) at a temporary folder for one test."""
+    from genretag.config import get_settings
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GENRETAG_CACHE_DIR", str(cache))
+    get_settings.cache_clear()
+    yield cache
+    get_settings.cache_clear()

@@ -1,0 +1,167 @@
+"""Training: GTZAN layouts, splits by track, augmentation, and a tiny real training run on generated audio."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import write_synthetic_clip
+
+from genretag.cli import cli
+from genretag.training import augment as aug
+from genretag.training.datasets import Clip, DatasetError, TrackFeatures, discover, load_features
+from genretag.training.splits import as_arrays, by_side, dataset_sides, kfold_sides, read_split_lists, stratified_sides
+
+
+def _tracks(counts: dict[str, int], segments: int = 3, excerpt: bool = False, offset: int = 0) -> list[TrackFeatures]:
+    out = []
+    for genre, n in counts.items():
+        for i in range(offset, offset + n):
+            clip = Clip(f"{genre}.{i:05d}", genre, Path(f"{genre}.{i:05d}.wav"), excerpt)
+            out.append(TrackFeatures(clip, np.full((1 if excerpt else segments, 130, 13), i, np.float32)))
+    return out
+
+
+# --- layouts -------------------------------------------------------------------------------------
+
+
+def test_subset_layout_with_excerpts_and_splits(tmp_path: Path) -> None:
+    root = tmp_path / "gtzan"
+    for i in range(2):
+        write_synthetic_clip(root / "blues" / f"blues.{i:05d}.opus", "tones", i, seconds=4, sr=16000, format="OGG", subtype="OPUS")
+    write_synthetic_clip(root / "rock" / "rock.00000.opus", "noise", 7, seconds=4, sr=16000, format="OGG", subtype="OPUS")
+    write_synthetic_clip(root / "excerpts" / "rock" / "rock.00050.opus", "noise", 8, seconds=2.5, sr=16000, format="OGG", subtype="OPUS")
+    (root / "splits").mkdir()
+    (root / "splits" / "test_filtered.txt").write_text("blues/blues.00001.wav\nrock/rock.00050.wav\n")
+    (root / "splits" / "train_filtered.txt").write_text("blues/blues.00000.wav\n")
+
+    dataset = discover(root)
+
+    assert dataset.layout == "subset"
+    assert [c.track_id for c in dataset.clips] == ["blues.00000", "blues.00001", "rock.00000"]
+    assert [(c.track_id, c.excerpt) for c in dataset.excerpts] == [("rock.00050", True)]
+    assert dataset.splits_dir == root / "splits"
+    sides, _ = dataset_sides(dataset)
+    assert sides == {"blues.00001": "test", "rock.00050": "test", "blues.00000": "train"}
+    loaded = load_features(dataset.clips + dataset.excerpts, tmp_path / "cache")
+    assert [len(t.maps) for t in loaded] == [1, 1, 1, 1]  # 4 s clips: one full segment; 2.5 s excerpt: padded
+
+
+def test_kaggle_layout_skips_a_broken_clip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    genres = tmp_path / "kaggle" / "Data" / "genres_original"
+    write_synthetic_clip(genres / "jazz" / "jazz.00053.wav", "tones", 1, seconds=7)
+    (genres / "jazz" / "jazz.00054.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" + bytes(64))
+
+    dataset = discover(tmp_path / "kaggle")
+    with caplog.at_level(logging.WARNING):
+        loaded = load_features(dataset.clips, None)
+
+    assert dataset.layout == "kaggle" and dataset.root == genres
+    assert len(dataset.clips) == 2
+    assert [t.clip.track_id for t in loaded] == ["jazz.00053"]
+    assert loaded[0].maps.shape == (2, 130, 13)
+    assert "jazz.00054.wav" in caplog.text
+
+
+def test_original_au_layout_and_feature_cache(tmp_path: Path) -> None:
+    write_synthetic_clip(tmp_path / "genres" / "metal" / "metal.00003.au", "noise", 3, seconds=3.5, format="AU", subtype="PCM_16")
+    dataset = discover(tmp_path)
+    assert dataset.layout == "original"
+    first = load_features(dataset.clips, tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "features").glob("*.npz"))) == 1
+    again = load_features(dataset.clips, tmp_path / "cache")
+    np.testing.assert_array_equal(first[0].maps, again[0].maps)
+
+
+def test_folder_without_gtzan_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "excerpts" / "blues").mkdir(parents=True)
+    with pytest.raises(DatasetError):
+        discover(tmp_path)
+
+
+# --- splits --------------------------------------------------------------------------------------
+
+
+def test_fault_filtered_lists_match_by_clip_name(tmp_path: Path) -> None:
+    (tmp_path / "train_filtered.txt").write_text("blues/blues.00012.wav\n\n")
+    (tmp_path / "test_filtered.txt").write_text("rock/rock.00001.wav\n")
+    assert read_split_lists(tmp_path) == {"blues.00012": "train", "rock.00001": "test"}
+
+
+def test_no_track_is_on_two_sides() -> None:
+    tracks = _tracks({"blues": 30, "rock": 8, "pop": 6})
+    excerpts = _tracks({"rock": 5, "pop": 3}, excerpt=True, offset=100) + _tracks({"rock": 2}, excerpt=True, offset=0)
+    ids = [t.clip.track_id for t in tracks]
+    genres = [t.clip.genre for t in tracks]
+
+    sides = stratified_sides(ids, genres, {"valid": 0.2, "test": 0.2}, seed=3)
+    groups = by_side(tracks, excerpts, sides)
+    for genre in ("blues", "rock", "pop"):  # thin genres still reach every side
+        assert all(any(t.clip.genre == genre for t in groups[s]) for s in ("train", "valid", "test"))
+    full_ids = {s: {t.clip.track_id for t in g if not t.clip.excerpt} for s, g in groups.items()}
+    assert sum(len(v) for v in full_ids.values()) == len(tracks)
+    assert not (full_ids["train"] & full_ids["valid"]) and not (full_ids["train"] & full_ids["test"])
+    # An excerpt of a clip on an evaluation side stays out of training; the others train.
+    trained_excerpts = {t.clip.track_id for t in groups["train"] if t.clip.excerpt}
+    assert trained_excerpts == {e.clip.track_id for e in excerpts if sides.get(e.clip.track_id, "train") == "train"}
+
+    # Segment level: every segment of a track is on its track's side.
+    for side, group in groups.items():
+        _, _, owner = as_arrays(group, ("blues", "pop", "rock"))
+        assert set(owner) <= set(range(len(group)))
+        assert len(owner) == sum(len(t.maps) for t in group)
+
+    folds = kfold_sides(ids, genres, k=4, seed=0)
+    held = [t for f in folds for t, s in f.items() if s == "valid"]
+    assert sorted(held) == sorted(ids)  # each track held out exactly once
+
+
+# --- augmentation --------------------------------------------------------------------------------
+
+
+def test_augmentation_keeps_shapes_and_changes_values() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 130, 13)).astype(np.float32)
+    out = aug.augment(x, rng)
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert not np.allclose(out, x)
+    rolled = aug.roll_time(x, rng, 130)
+    np.testing.assert_allclose(np.sort(rolled, axis=1), np.sort(x, axis=1))  # a roll only reorders frames
+    masked = aug.mask(x, rng, axis=2, count=1, width=13)
+    assert masked.shape == x.shape and (masked == 0).any()
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 16)]
+    xm, ym = aug.mixup(x, y, rng, alpha=0.4)
+    assert xm.shape == x.shape and ym.shape == y.shape
+    np.testing.assert_allclose(ym.sum(axis=1), 1.0, rtol=1e-6)
+
+
+# --- a tiny real training run --------------------------------------------------------------------
+
+
+def test_tiny_training_separates_tones_from_noise(synthetic_gtzan: Path, training_cache: Path, tmp_path: Path) -> None:
+    from genretag.model import load_bundle
+    from genretag.training.evaluate import predict_tracks, track_metrics
+
+    out = tmp_path / "tiny.genretag"
+    result = CliRunner().invoke(cli, [
+        "train", "--data", str(synthetic_gtzan), "--arch", "seed", "--epochs", "12", "--patience", "12",
+        "--learning-rate", "0.002", "--threads", "2", "--seed", "1", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+
+    bundle = load_bundle(out)
+    assert bundle.version.startswith("2026.11-seed-")
+    data = bundle.training["data"]
+    assert data["layout"] == "kaggle" and data["split"].startswith("stratified")
+    assert data["train"]["tracks"] == {"blues": 14, "metal": 14}
+    assert bundle.mean.shape == bundle.std.shape == (13,)
+
+    dataset = discover(synthetic_gtzan)
+    sides, _ = dataset_sides(dataset)
+    held_out = [t for t in load_features(dataset.clips, training_cache) if sides[t.clip.track_id] == "test"]
+    assert len(held_out) == 6
+    metrics = track_metrics(held_out, predict_tracks(bundle, held_out), bundle.labels)
+    assert metrics["balanced_track_accuracy"] >= 0.9, metrics  # chance is 0.5
