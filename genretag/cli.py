@@ -158,6 +158,80 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
         report, png = write_report(metrics, out, f"{bundle.version}: {split} tracks of {dataset.root.name}")
         click.echo(f"wrote {report} and {png}")
 
+# --- reading the library: query, stats, export ------------------------------------------------
+
+PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also matches /)."
+
+
+@cli.command()
+@click.option("--genre", help="Predicted genre.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Lowest vote share of the predicted genre.")
+@click.option("--max-confidence", type=click.FloatRange(0, 1), help="Highest vote share of the predicted genre.")
+@click.option("--path", "path_pattern", help=PATH_HELP)
+@click.option("--status", help="pending, done, failed or missing.")
+@click.option("--model-version", help="Predictions of this model [default: each track's latest].")
+@click.option("--limit", type=click.IntRange(1), help="At most this many tracks.")
+@click.option("--json", "fmt", flag_value="json", help="A JSON array.")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
+@click.pass_context
+def query(ctx: click.Context, path_pattern: str | None, fmt: str | None, **filters: object) -> None:
+    """List tracks with their genre, confidence, top 3 and model (or the error of failed tracks)."""
+    from genretag.db import session_factory
+    from genretag.db.queries import SUMMARY_FIELDS, TrackFilter, find_tracks
+    from genretag.formats import TABLE_HEADER, table_line, write_csv, write_json
+
+    try:
+        flt = TrackFilter(path=path_pattern, **filters)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--status") from None
+    out = sys.stdout
+    with session_factory(settings_of(ctx).database_url)() as session:
+        rows = find_tracks(session, flt)
+        if fmt == "json":
+            write_json((r.summary() for r in rows), out)
+        elif fmt == "csv":
+            write_csv((r.summary() for r in rows), SUMMARY_FIELDS, out)
+        else:
+            click.echo(TABLE_HEADER)
+            for row in rows:
+                click.echo(table_line(row))
+
+
+@cli.command()
+@click.option("--model-version", help="Count predictions of this model [default: each track's latest].")
+@click.option("--failures", "top_failures", type=click.IntRange(1), default=10, show_default=True, help="Most common failure reasons shown.")
+@click.option("--scans", "last_scans", type=click.IntRange(0), default=5, show_default=True, help="Latest scan runs shown.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.pass_context
+def stats(ctx: click.Context, model_version: str | None, top_failures: int, last_scans: int, as_json: bool) -> None:
+    """Tracks per genre and status, the confidence histogram, failures by reason, the last scans."""
+    from genretag.db import session_factory
+    from genretag.db.queries import library_stats
+    from genretag.formats import stats_text
+
+    with session_factory(settings_of(ctx).database_url)() as session:
+        summary = library_stats(session, model_version, top_failures, last_scans)
+    click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else stats_text(summary))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write [default: stdout].")
+@click.option("--model-version", help="Predictions of this model [default: each track's latest].")
+@click.pass_context
+def export(ctx: click.Context, fmt: str, out: Path | None, model_version: str | None) -> None:
+    """Write every track with its prediction, probabilities and votes (streamed from the database)."""
+    from genretag.db import session_factory
+    from genretag.db.queries import EXPORT_FIELDS, TrackFilter, find_tracks
+    from genretag.formats import write_csv, write_json
+
+    with session_factory(settings_of(ctx).database_url)() as session, \
+            click.open_file(str(out or "-"), "w", encoding="utf-8", atomic=out is not None) as stream:
+        rows = (r.full() for r in find_tracks(session, TrackFilter(model_version=model_version)))
+        count = write_json(rows, stream) if fmt == "json" else write_csv(rows, EXPORT_FIELDS, stream)
+    if out is not None:
+        click.echo(f"wrote {count} tracks to {out}", err=True)
+
 
 def main() -> None:
     cli(auto_envvar_prefix=None)

@@ -1,0 +1,80 @@
+"""Rows of dicts out as a text table, a JSON array or CSV, one row at a time.
+
+The writers consume iterators, so a listing or an export of a large library streams from the
+database cursor to the file. Nested values (top 3, probabilities, votes) are JSON inside CSV cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+from genretag.db.queries import LibraryStats, TrackRow
+
+
+def write_json(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
+    """A JSON array, one row per line; returns the number of rows."""
+    count = 0
+    for count, row in enumerate(rows, 1):
+        out.write(("[\n" if count == 1 else ",\n") + json.dumps(row, ensure_ascii=False))
+    out.write("\n]\n" if count else "[]\n")
+    return count
+
+
+def write_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str], out: TextIO) -> int:
+    """CSV with a header row; returns the number of rows."""
+    writer = csv.DictWriter(out, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    count = 0
+    for count, row in enumerate(rows, 1):
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return count
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
+
+
+TABLE_HEADER = f"{'STATUS':<8} {'GENRE':<10} {'CONF':>5} {'MEAN P':>6}  {'TOP 3':<38} {'MODEL':<16} PATH"
+
+
+def table_line(row: TrackRow) -> str:
+    """One track as a table line; a failed track's reason follows its path."""
+    if row.genre is None:
+        genre, conf, mean_p, top = "-", "-", "-", ""
+    else:
+        genre, conf, mean_p = row.genre, f"{row.confidence:.2f}", f"{row.mean_probability:.2f}"
+        top = " ".join(f"{g}:{p:.2f}" for g, p in row.top(3))
+    line = f"{row.status:<8} {genre:<10} {conf:>5} {mean_p:>6}  {top:<38} {row.model_version or '-':<16} {row.path}"
+    return f"{line}  error: {row.error}" if row.error else line
+
+
+def stats_text(stats: LibraryStats) -> str:
+    """``genretag stats`` for people."""
+    which = f"model {stats.model_version}" if stats.model_version else "latest prediction per track"
+    lines = [f"{stats.tracks} tracks: " + ", ".join(f"{s} {n}" for s, n in sorted(stats.by_status.items()))]
+    tagged = sum(stats.by_genre.values())
+    lines.append(f"\ngenres of {tagged} done tracks ({which}):")
+    lines += [f"  {g:<10} {n:>7}  {n / tagged:6.1%}" for g, n in stats.by_genre.items()]
+    lines.append("\nconfidence (vote share of the winning genre):")
+    widest = max((b.count for b in stats.confidence), default=0) or 1
+    for b in stats.confidence:
+        bar = "#" * round(30 * b.count / widest)
+        lines.append(f"  {b.low:.1f}-{b.high:.1f} {b.count:>7}  {bar}")
+    if stats.failures:
+        lines.append("\nfailures by reason:")
+        lines += [f"  {n:>7}  {reason}" for reason, n in stats.failures]
+    if stats.scans:
+        lines.append("\nlast scans:")
+        for s in stats.scans:
+            end = s["finished_at"] or "running"
+            lines.append(
+                f"  #{s['id']} {s['root']} {s['mode']} {s['started_at']} -> {end}: found {s['found']}, "
+                f"new {s['new']}, changed {s['changed']}, missing {s['missing']}, queued {s['queued']}, "
+                f"done {s['done']}, failed {s['failed']}"
+            )
+    return "\n".join(lines)
