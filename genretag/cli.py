@@ -34,6 +34,75 @@ def settings_of(ctx: click.Context) -> Settings:
     return ctx.find_root().obj
 
 
+class _ScanProgress:
+    """A one-line live counter on stderr (only when it is a terminal), at most five updates a second."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+        self.shown = 0.0
+
+    def __call__(self, counts) -> None:
+        import time
+
+        if self.live and time.monotonic() - self.shown > 0.2:
+            self.shown = time.monotonic()
+            click.echo(f"\rfound {counts.found}  queued {counts.queued}  done {counts.done}  failed {counts.failed} ",
+                       nl=False, err=True)
+
+    def close(self) -> None:
+        if self.live:
+            click.echo("", err=True)
+
+
+@cli.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Count what a scan would do; change nothing.")
+@click.option("--force", is_flag=True, help="Classify every file again, changed or not.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="With a broker: wait for the workers to finish.")
+@click.option("--follow-symlinks/--no-follow-symlinks", default=None, help="Enter symlinked folders [GENRETAG_FOLLOW_SYMLINKS].")
+@click.pass_context
+def scan(ctx: click.Context, root: Path, dry_run: bool, force: bool, wait: bool, follow_symlinks: bool | None) -> None:
+    """Tag every new or changed track under ROOT (in this process when no broker is configured)."""
+    from genretag.config import redact_url
+    from genretag.db import session_scope, store
+    from genretag.producer import scan as run_scan
+
+    settings = settings_of(ctx).replace(follow_symlinks=follow_symlinks)
+    where = "local mode" if settings.local_mode else f"queue {settings.task_queue} on {redact_url(settings.broker_url)}"
+    click.echo(f"scanning {root} ({where}; database {redact_url(settings.database_url)})", err=True)
+    progress = _ScanProgress()
+    try:
+        summary = run_scan(root, settings, dry_run=dry_run, force=force, wait=wait, progress=progress)
+    finally:
+        progress.close()
+    c = summary.counts
+    verb = "would queue" if dry_run else "queued"
+    click.echo(f"{summary.root}: found {c.found} ({c.new} new, {c.changed} changed, {c.unchanged} unchanged), "
+               f"{c.missing} missing; {verb} {c.queued}" + ("" if dry_run else f": {c.done} done, {c.failed} failed"))
+    if summary.scan_id is not None and c.failed:
+        with session_scope(settings.database_url) as session:
+            for path, reason in store.scan_failures(session, summary.scan_id, limit=10):
+                click.echo(f"  failed: {path}: {reason}", err=True)
+
+
+@cli.command()
+@click.option("--loglevel", default="info", show_default=True, help="Celery log level.")
+@click.pass_context
+def worker(ctx: click.Context, loglevel: str) -> None:
+    """Run a Celery worker (concurrency = --workers) that classifies queued tracks."""
+    from genretag.config import redact_url
+    from genretag.worker.app import configure
+
+    settings = settings_of(ctx)
+    if settings.local_mode:
+        raise click.UsageError("a worker needs a broker: set GENRETAG_BROKER_URL or --broker-url "
+                               "(without one, `genretag scan` classifies in-process)")
+    click.echo(f"worker: {settings.worker_count} processes x {settings.threads_per_worker} TensorFlow threads, "
+               f"queue {settings.task_queue} on {redact_url(settings.broker_url)}", err=True)
+    configure(settings).worker_main(["worker", f"--concurrency={settings.worker_count}", "--pool=prefork",
+                                     f"--queues={settings.task_queue}", f"--loglevel={loglevel}"])
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")

@@ -259,3 +259,14 @@ def latest_scan(session: Session, root: str | None = None) -> ScanRun | None:
     if root is not None:
         stmt = stmt.where(ScanRun.root == root)
     return session.scalar(stmt)
+
+
+def scan_failures(session: Session, scan_id: int, limit: int = 10) -> list[tuple[str, str]]:
+    """(path, reason) of tracks this scan queued that failed."""
+    rows = session.execute(
+        select(Track.path, Track.error)
+        .where(Track.queued_scan_id == scan_id, Track.status == FAILED)
+        .order_by(Track.path)
+        .limit(limit)
+    )
+    return list(rows.tuples())

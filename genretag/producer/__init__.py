@@ -1,0 +1,5 @@
+"""The producer: walk library roots, diff against the database, and get the changed tracks classified."""
+
+from genretag.producer.scan import ScanCounts, ScanSummary, scan
+
+__all__ = ["ScanCounts", "ScanSummary", "scan"]

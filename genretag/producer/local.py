@@ -1,0 +1,176 @@
+"""Embedded local mode: classify in-process, no broker, no servers.
+
+A pool of spawned processes decodes and computes MFCCs (:func:`genretag.classify.prepare`, no
+TensorFlow, nothing forked from a process that holds TensorFlow state). This process loads the
+model once and runs one forward pass per batch of ``batch_tracks`` prepared tracks. Outcomes go
+through the same :mod:`genretag.worker.job` functions as the Celery task. At most a few tracks per
+decoder are in flight, so memory stays flat whatever the library's size.
+
+If a decoder process dies (a crashing codec), the pool is rebuilt and the tracks that were in
+flight are retried one at a time; the one that kills its process alone is recorded failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from genretag.audio import AudioError
+from genretag.classify import Classifier, PreparedTrack, TrackResult, prepare
+from genretag.config import Settings
+from genretag.db import session_scope, store
+from genretag.worker import job
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def loaded_classifier(settings: Settings, model_mtime_ns: int) -> Classifier:
+    """The classifier for ``settings``, kept between scans in one process (a scheduler, tests).
+
+    Keyed by the model file's mtime too, so a model replaced in place is loaded afresh.
+    """
+    return Classifier.load(settings)
+
+
+def prepare_or_reason(path: str, settings: Settings) -> PreparedTrack | str:
+    """:func:`prepare` in a pool process; a bad file comes back as its reason.
+
+    Returned, not raised: ``AudioError(path, reason)`` does not survive pickling (its ``args``
+    hold one message), and an unpicklable result would break the whole pool.
+    """
+    try:
+        return prepare(path, settings)
+    except AudioError as exc:
+        return exc.reason
+
+
+class LocalRunner:
+    """Takes track ids (already pending in the database) and classifies them with a process pool."""
+
+    def __init__(self, settings: Settings, scan_id: int, on_finish: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.scan_id = scan_id
+        self.on_finish = on_finish or (lambda status: None)
+        self.limit = 2 * settings.worker_count + settings.batch_tracks
+        self._pool: ProcessPoolExecutor | None = None
+        self._classifier: Classifier | None = None
+        self._inflight: dict[Future, store.Claim] = {}
+        self._ready: list[PreparedTrack] = []
+        self._ready_ids: list[int] = []
+
+    def __enter__(self) -> LocalRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    # --- feeding ---------------------------------------------------------------------------
+
+    def submit(self, track_ids: Iterable[int]) -> None:
+        """Queue tracks, blocking while ``limit`` are in flight."""
+        ids = list(track_ids)
+        with session_scope(self.settings.database_url) as session:
+            store.mark_queued(session, ids, self.scan_id)
+        for track_id in ids:
+            while len(self._inflight) >= self.limit:
+                self._collect()
+            with session_scope(self.settings.database_url) as session:
+                claim = job.start(session, track_id, self.scan_id, self.settings)
+            if claim is None:
+                self.on_finish("skipped")
+                continue
+            self._inflight[self.pool.submit(prepare_or_reason, claim.path, self.settings)] = claim
+
+    def drain(self) -> None:
+        """Wait for every submitted track and record the last partial batch."""
+        while self._inflight:
+            self._collect()
+        self._decide()
+
+    @property
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.settings.worker_count, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    @property
+    def classifier(self) -> Classifier:
+        """Loaded on first use, so a scan with nothing to do never starts TensorFlow."""
+        if self._classifier is None:
+            self._classifier = loaded_classifier(self.settings, os.stat(self.settings.model_path).st_mtime_ns)
+        return self._classifier
+
+    # --- collecting ------------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        done, _ = wait(list(self._inflight), return_when=FIRST_COMPLETED)
+        broken = False
+        failures: list[tuple[int, AudioError]] = []
+        for future in done:
+            claim = self._inflight.pop(future)
+            try:
+                prepared = future.result()
+            except BrokenProcessPool:
+                broken = True
+                self._inflight[future] = claim  # retried in isolation below
+                continue
+            except Exception as exc:  # noqa: BLE001 - recorded, the scan goes on
+                failures.append((claim.track_id, job.failure_of(claim.path, exc)))
+                continue
+            if isinstance(prepared, str):
+                failures.append((claim.track_id, AudioError(claim.path, prepared)))
+                continue
+            self._ready.append(prepared)
+            self._ready_ids.append(claim.track_id)
+        self._record(failures)
+        if broken:
+            self._isolate_crash()
+        if len(self._ready) >= self.settings.batch_tracks:
+            self._decide()
+
+    def _isolate_crash(self) -> None:
+        """A decoder died: rebuild the pool and retry each in-flight track alone to find the culprit."""
+        suspects = list(self._inflight.values())
+        self._inflight.clear()
+        log.warning("a decoder process died; retrying %d tracks one at a time", len(suspects))
+        self._pool.shutdown(cancel_futures=True)
+        self._pool = None
+        for claim in suspects:
+            try:
+                prepared = self.pool.submit(prepare_or_reason, claim.path, self.settings).result()
+            except BrokenProcessPool:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
+                outcome = AudioError(claim.path, "the decoder crashed its process on this file")
+            except Exception as exc:  # noqa: BLE001
+                outcome = job.failure_of(claim.path, exc)
+            else:
+                if isinstance(prepared, str):
+                    outcome = AudioError(claim.path, prepared)
+                else:
+                    self._ready.append(prepared)
+                    self._ready_ids.append(claim.track_id)
+                    continue
+            self._record([(claim.track_id, outcome)])
+
+    def _decide(self) -> None:
+        if not self._ready:
+            return
+        results = self.classifier.decide(self._ready)
+        self._record(list(zip(self._ready_ids, results)))
+        self._ready, self._ready_ids = [], []
+
+    def _record(self, outcomes: list[tuple[int, TrackResult | AudioError]]) -> None:
+        if not outcomes:
+            return
+        with session_scope(self.settings.database_url) as session:
+            statuses = [job.finish(session, track_id, outcome) for track_id, outcome in outcomes]
+        for status in statuses:
+            self.on_finish(status)

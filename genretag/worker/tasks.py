@@ -1,0 +1,52 @@
+"""The Celery task: a thin wrapper over :func:`genretag.worker.job.run`.
+
+Each worker process loads TensorFlow and the model once, when it starts, and opens its own
+database engine (connection pools must not cross the fork).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+from sqlalchemy.exc import OperationalError
+
+from genretag.classify import Classifier
+from genretag.db.engine import dispose_engines, get_engine
+from genretag.worker import job
+from genretag.worker.app import app, app_settings
+
+log = logging.getLogger(__name__)
+
+_classifier: Classifier | None = None
+
+
+@worker_process_init.connect
+def load_once_per_process(**_: object) -> None:
+    """Engine and model for this child process, before it takes any task."""
+    settings = app_settings()
+    dispose_engines()
+    get_engine(settings.database_url)
+    classifier()
+
+
+def classifier() -> Classifier:
+    """This process's classifier (loaded at start-up in prefork children, on first use elsewhere)."""
+    global _classifier
+    if _classifier is None:
+        _classifier = Classifier.load(app_settings())
+    return _classifier
+
+
+@app.task(
+    name="genretag.classify_track",
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=10,
+)
+def classify_track(track_id: int, scan_id: int) -> str:
+    """Classify one pending track queued by scan ``scan_id``; returns its new status (or "skipped")."""
+    return job.run(track_id, scan_id, app_settings(), classifier(), time_limit_errors=(SoftTimeLimitExceeded,))

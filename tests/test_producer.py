@@ -1,0 +1,133 @@
+"""The producer on real files: the walk, the diff against the database, and local-mode scans."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from genretag.config import Settings
+from genretag.db import Prediction, ScanRun, Track, session_scope
+from genretag.producer import scan
+from genretag.producer.walk import walk
+
+CLIPS = ["blues/blues.00000.opus", "jazz/jazz.00001.opus", "metal/metal.00002.opus"]
+
+
+def settings_for(url: str, **kw) -> Settings:
+    return Settings(database_url=url, broker_url="", workers=2, tf_threads=1, **kw)
+
+
+@pytest.fixture
+def library(tmp_path: Path, gtzan_dir: Path) -> Path:
+    """Three real GTZAN clips in nested folders."""
+    root = tmp_path / "library"
+    for clip in CLIPS:
+        dest = root / "nested" / clip
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(gtzan_dir / clip, dest)
+    return root
+
+
+def by_path(url: str) -> dict[str, Track]:
+    with session_scope(url) as s:
+        return {t.path: t for t in s.scalars(select(Track))}
+
+
+def test_walk_matches_extensions_case_insensitively_and_skips_links(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("a.MP3", "b.Ogg", "sub/c.opus", "notes.txt", "cover.jpg", "sub/.hidden.flac"):
+        (tmp_path / name).write_bytes(b"x")
+    os.symlink(tmp_path / "a.MP3", tmp_path / "link.mp3")
+    os.symlink(tmp_path, tmp_path / "sub" / "loop")
+    found = sorted(os.path.relpath(f.path, tmp_path) for f in walk(tmp_path))
+    assert found == ["a.MP3", "b.Ogg", "sub/.hidden.flac", "sub/c.opus"]
+    assert all(f.size == 1 for f in walk(tmp_path))
+
+
+def test_walk_follows_links_when_asked_without_looping(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.wav").write_bytes(b"x")
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "y.flac").write_bytes(b"x")
+    os.symlink(root, root / "sub" / "back-up")  # a loop
+    os.symlink(outside, root / "linked")
+    os.symlink(root / "missing-target", root / "broken.mp3")
+    found = sorted(os.path.relpath(f.path, root) for f in walk(root, follow_symlinks=True))
+    assert found == ["linked/x.wav", "sub/y.flac"]
+
+
+def test_scan_diff_second_run_queues_nothing_then_touch_delete_and_new_model(
+    library: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(sqlite_url)
+    first = scan(library, settings)
+    assert (first.counts.found, first.counts.new, first.counts.queued, first.counts.done) == (3, 3, 3, 3)
+
+    second = scan(library, settings)
+    assert (second.counts.unchanged, second.counts.queued, second.counts.missing) == (3, 0, 0)
+
+    touched = library / "nested" / CLIPS[0]
+    os.utime(touched, (touched.stat().st_atime, touched.stat().st_mtime + 10))
+    (library / "nested" / CLIPS[1]).unlink()
+    third = scan(library, settings)
+    assert (third.counts.changed, third.counts.queued, third.counts.done, third.counts.missing) == (1, 1, 1, 1)
+    tracks = by_path(sqlite_url)
+    assert tracks[str(library / "nested" / CLIPS[1])].status == "missing"
+    assert tracks[str(touched)].status == "done"
+
+    dry = scan(library, settings, dry_run=True)
+    assert (dry.scan_id, dry.counts.found, dry.counts.queued, dry.counts.missing) == (None, 2, 0, 0)
+
+    from genretag.model import load_bundle
+
+    bundle = load_bundle(settings.model_path)
+    bundle.version = "test-newer-model"
+    newer = settings.replace(model_path=bundle.save(tmp_path / "newer.genretag"))
+    assert scan(library, newer, dry_run=True).counts.queued == 2  # counted, not written
+    upgraded = scan(library, newer)
+    assert (upgraded.counts.unchanged, upgraded.counts.queued, upgraded.counts.done) == (2, 2, 2)
+    assert scan(library, newer).counts.queued == 0
+    with session_scope(sqlite_url) as s:
+        versions = s.scalars(select(Prediction.model_version).order_by(Prediction.model_version)).all()
+        runs = s.scalars(select(ScanRun).order_by(ScanRun.id)).all()
+    assert versions.count("test-newer-model") == 2
+    assert [r.queued for r in runs] == [3, 0, 1, 2, 0]  # dry runs record no scan run
+    assert all(r.finished_at is not None for r in runs)
+
+
+def test_local_scan_records_bad_files_as_failed_and_goes_on(library: Path, sqlite_url: str) -> None:
+    (library / "corrupt.mp3").write_bytes(os.urandom(20_000))
+    (library / "text.wav").write_text("not audio at all\n" * 100)
+    (library / "empty.flac").write_bytes(b"")
+    summary = scan(library, settings_for(sqlite_url))
+    assert (summary.counts.found, summary.counts.done, summary.counts.failed) == (6, 3, 3)
+    tracks = by_path(sqlite_url)
+    for name in ("corrupt.mp3", "text.wav", "empty.flac"):
+        track = tracks[str(library / name)]
+        assert track.status == "failed" and track.error, name
+    assert "empty" in tracks[str(library / "empty.flac")].error
+    with session_scope(sqlite_url) as s:
+        predictions = s.scalars(select(Prediction)).all()
+    assert len(predictions) == 3
+    assert all(p.segments_used > 0 and p.genre and 0 < p.confidence <= 1 for p in predictions)
+    assert scan(library, settings_for(sqlite_url)).counts.queued == 0  # failed files stay failed until changed
+
+
+def test_force_queues_everything_again(library: Path, sqlite_url: str) -> None:
+    settings = settings_for(sqlite_url)
+    scan(library, settings)
+    forced = scan(library, settings, force=True)
+    assert (forced.counts.unchanged, forced.counts.queued, forced.counts.done) == (3, 3, 3)
+    with session_scope(sqlite_url) as s:
+        assert len(s.scalars(select(Prediction)).all()) == 3  # idempotent: still one per track and model
+
+
+def test_scan_refuses_a_file_as_root(library: Path, sqlite_url: str) -> None:
+    with pytest.raises(NotADirectoryError):
+        scan(library / "nested" / CLIPS[0], settings_for(sqlite_url))
