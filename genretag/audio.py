@@ -8,6 +8,7 @@ raises :class:`AudioError`, which names the file and the reason in one line.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import stat
@@ -25,6 +26,8 @@ AUDIO_EXTENSIONS = frozenset(
      ".m4a", ".aac", ".mp4", ".wma", ".alac", ".ape", ".wv", ".mka", ".webm"}
 )
 """Extensions the producer treats as audio (matched case-insensitively)."""
+
+READ_BLOCK_FRAMES = 1 << 16  # frames per read, so a decoding error mid-file keeps the blocks before it
 
 FFMPEG_ONLY_EXTENSIONS = frozenset({".m4a", ".aac", ".mp4", ".wma", ".alac", ".ape", ".wv", ".mka", ".webm"})
 
@@ -93,7 +96,9 @@ def load(path: str | os.PathLike[str], sr: int) -> np.ndarray:
     if _needs_ffmpeg(path):
         return _ffmpeg_decode(path, sr)
     try:
-        data, native_sr = sf.read(os.fspath(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(os.fspath(path)) as f:
+            native_sr = f.samplerate
+            data = _read_until_error(f)
     except (sf.LibsndfileError, RuntimeError) as exc:
         if shutil.which("ffmpeg"):
             return _ffmpeg_decode(path, sr)
@@ -122,16 +127,47 @@ def load_windows(path: str | os.PathLike[str], starts: Sequence[float], seconds:
         with sf.SoundFile(os.fspath(path)) as f:
             native_sr = f.samplerate
             native_len = int(round(seconds * native_sr))
+            decoded, error = 0, None
             for i, start in enumerate(starts):
-                f.seek(min(int(start * native_sr), f.frames))
-                data = f.read(native_len, dtype="float32", always_2d=True)
+                try:
+                    f.seek(min(int(start * native_sr), f.frames))
+                    data = _read_until_error(f, native_len)
+                except (sf.LibsndfileError, RuntimeError) as exc:  # past a truncation: the window stays silent
+                    error = exc
+                    continue
                 if data.shape[0] == 0:
                     continue
+                decoded += 1
                 piece = _to_mono_resampled(data, native_sr, sr)[:length]
                 out[i, : len(piece)] = piece
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(path, f"decoding failed ({_sf_reason(exc)})") from None
+    if decoded == 0 and error is not None:  # not one window: the file is broken, not silent
+        raise AudioError(path, f"decoding failed ({_sf_reason(error)})")
     return out
+
+
+def _read_until_error(f: sf.SoundFile, frames: int | None = None) -> np.ndarray:
+    """Up to ``frames`` frames (default: to the end), shape (n, channels); a file cut short or corrupt
+    mid-stream keeps what decoded.
+
+    Raises only when nothing at all could be read, so half a truncated file is still half a track.
+    """
+    blocks: list[np.ndarray] = []
+    remaining = math.inf if frames is None else frames
+    try:
+        while remaining > 0:
+            block = f.read(int(min(remaining, READ_BLOCK_FRAMES)), dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            blocks.append(block)
+            remaining -= block.shape[0]
+    except (sf.LibsndfileError, RuntimeError):
+        if not blocks:
+            raise
+    if not blocks:
+        return np.zeros((0, f.channels), dtype=np.float32)
+    return np.concatenate(blocks)
 
 
 def _to_mono_resampled(data: np.ndarray, native_sr: int, sr: int) -> np.ndarray:
@@ -177,4 +213,7 @@ def _ffmpeg_decode(path: str | os.PathLike[str], sr: int, timeout: float | None 
 def _sf_reason(exc: Exception) -> str:
     """libsndfile's message without the file name it repeats."""
     text = str(exc)
-    return text.split(": ", 1)[-1].strip() if ": " in text else text
+    text = text.split(": ", 1)[-1].strip() if ": " in text else text
+    if not text or "not a regular file" in text:  # libsndfile's words when no format matched; the file was checked
+        return "no decoder recognised its data"
+    return text
