@@ -112,7 +112,9 @@ def load_windows(path: str | os.PathLike[str], starts: Sequence[float], seconds:
     """Windows of ``seconds`` beginning at each of ``starts`` (seconds), shape (len(starts), seconds*sr).
 
     Each window is decoded by seeking, never from the start of the file, and resampled on its own.
-    A window running past the end of the file is zero-padded.
+    A start is moved (by a few ms) to the nearest instant that falls on a sample of both the file's
+    rate and ``sr``, so a window holds the same samples as that span of a full :func:`load` (up to
+    resampler edge effects). A window running past the end of the file is zero-padded.
     """
     check_readable(path)
     length = int(round(seconds * sr))
@@ -127,10 +129,11 @@ def load_windows(path: str | os.PathLike[str], starts: Sequence[float], seconds:
         with sf.SoundFile(os.fspath(path)) as f:
             native_sr = f.samplerate
             native_len = int(round(seconds * native_sr))
+            common = math.gcd(native_sr, sr)  # both rates have a sample every 1/common s
             decoded, error = 0, None
             for i, start in enumerate(starts):
                 try:
-                    f.seek(min(int(start * native_sr), f.frames))
+                    f.seek(min(max(0, round(start * common)) * (native_sr // common), f.frames))
                     data = _read_until_error(f, native_len)
                 except (sf.LibsndfileError, RuntimeError) as exc:  # past a truncation: the window stays silent
                     error = exc
