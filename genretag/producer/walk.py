@@ -60,6 +60,8 @@ def walk(root: str | os.PathLike[str], follow_symlinks: bool = False) -> Iterato
                 elif entry.is_file(follow_symlinks=follow_symlinks) and is_audio_name(entry.name):
                     st = entry.stat(follow_symlinks=follow_symlinks)
                     yield FoundFile(entry.path, st.st_size, st.st_mtime)
-            except OSError as exc:  # vanished, or a broken link when following links
+                elif follow_symlinks and entry.is_symlink() and not os.path.exists(entry.path):
+                    log.warning("skipping %s: broken symbolic link", entry.path)  # said, not silently dropped
+            except OSError as exc:  # vanished, or a symlink loop when following links
                 log.warning("skipping %s: %s", entry.path, exc.strerror or exc)
         stack.extend(reversed(subdirs))
