@@ -17,7 +17,22 @@ from genretag.config import Settings, get_settings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; a database error ends any command with one line naming the URL, password hidden."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] != "sqlalchemy" or not isinstance(ctx.obj, Settings):
+                raise
+            from genretag.config import redact_url
+
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise click.ClickException(f"database {redact_url(ctx.obj.database_url)}: {reason}") from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="Model bundle [GENRETAG_MODEL_PATH].")
 @click.option("--database-url", help="SQLAlchemy URL [GENRETAG_DATABASE_URL]; default: SQLite in the user data dir.")
 @click.option("--broker-url", help="Celery broker URL [GENRETAG_BROKER_URL]; empty: embedded local mode.")
