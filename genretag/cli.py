@@ -242,6 +242,43 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
         report, png = write_report(metrics, out, f"{bundle.version}: {split} tracks of {dataset.root.name}")
         click.echo(f"wrote {report} and {png}")
 
+
+@cli.command()
+@click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--schedule-file", type=click.Path(dir_okay=False, path_type=Path), help="Beat's record of last runs [default: in the user data dir].")
+@click.option("--loglevel", default="info", show_default=True, help="Celery log level.")
+@click.pass_context
+def beat(ctx: click.Context, roots: tuple[str, ...], schedule_file: Path | None, loglevel: str) -> None:
+    """Rescan each ROOT [GENRETAG_LIBRARY_ROOTS] on GENRETAG_SCAN_SCHEDULE (cron; default 03:00 daily).
+
+    One process: Celery beat, plus a single-slot worker on the scans queue that runs each scan
+    (the producer); the classification itself goes to the `genretag worker` processes. The same as
+    `celery -A genretag.worker.app beat` beside `celery -A genretag.worker.app worker -Q QUEUE.scans -P solo`.
+    """
+    from genretag.config import default_data_dir, redact_url
+    from genretag.worker.schedule import parse_cron, scan_queue
+
+    settings = settings_of(ctx).replace(library_roots=tuple(os.path.realpath(r) for r in roots) or None)
+    if settings.local_mode:
+        raise click.UsageError("beat needs a broker: set GENRETAG_BROKER_URL or --broker-url "
+                               "(without one, run `genretag scan ROOT` from cron; see docs/scheduling.md)")
+    if not settings.library_roots:
+        raise click.UsageError("nothing to scan: pass ROOT... or set GENRETAG_LIBRARY_ROOTS")
+    try:
+        parse_cron(settings.scan_schedule)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="GENRETAG_SCAN_SCHEDULE") from None
+    schedule_file = schedule_file or default_data_dir() / "celerybeat-schedule"
+    schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    click.echo(f"beat: rescanning {', '.join(settings.library_roots)} at '{settings.scan_schedule}' "
+               f"via queue {scan_queue(settings)} on {redact_url(settings.broker_url)}", err=True)
+    from genretag.worker.app import configure  # after the checks: importing it builds the schedule
+
+    configure(settings).worker_main(["worker", "--beat", f"--schedule={schedule_file}", "--pool=solo",
+                                     "--concurrency=1", "--hostname=beat@%h", f"--queues={scan_queue(settings)}",
+                                     f"--loglevel={loglevel}"])
+
+
 # --- reading the library: query, stats, export ------------------------------------------------
 
 PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also matches /)."

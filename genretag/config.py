@@ -60,6 +60,7 @@ class Settings:
     follow_symlinks: bool = False
     max_outstanding: int = 64  # enqueued tasks not yet finished before the producer waits
     scan_schedule: str = "0 3 * * *"  # cron syntax for the nightly rescan
+    scan_timezone: str = "UTC"  # IANA time zone scan_schedule is read in (e.g. "Europe/Paris")
 
     # Worker robustness.
     max_attempts: int = 3  # a file that fails or kills a worker this often is marked failed

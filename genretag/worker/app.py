@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 
 from genretag.config import Settings, get_settings
+from genretag.worker.schedule import beat_config
 
 TF_START_SECONDS = 60  # a child loading TensorFlow and the model is slow to report alive
 
@@ -39,7 +40,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-app = Celery("genretag", include=["genretag.worker.tasks"])
+app = Celery("genretag", include=["genretag.worker.tasks", "genretag.worker.schedule"])
 _settings: Settings = get_settings()
 
 
@@ -48,6 +49,7 @@ def configure(settings: Settings) -> Celery:
     global _settings
     _settings = settings
     app.conf.update(celery_config(settings))
+    app.conf.update(beat_config(settings))
     return app
 
 
