@@ -1,0 +1,27 @@
+# genretag: one image for the worker, beat and producer services (see docker-compose.yml).
+# libsndfile (wav, flac, ogg/vorbis/opus, mp3) comes inside the soundfile wheel; ffmpeg adds m4a/aac, wma, ...
+# Build without it: docker build --build-arg WITH_FFMPEG=0 -t genretag .
+FROM python:3.11-slim
+
+ARG WITH_FFMPEG=1
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TF_CPP_MIN_LOG_LEVEL=2
+
+RUN if [ "$WITH_FFMPEG" = "1" ]; then \
+        apt-get update && apt-get install -y --no-install-recommends ffmpeg && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && useradd --create-home --uid 1000 genretag \
+    && mkdir -p /state && chown genretag:genretag /state
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY genretag ./genretag
+RUN pip install . && rm -rf /src/build
+
+WORKDIR /home/genretag
+USER genretag
+ENTRYPOINT ["genretag"]
+CMD ["--help"]
