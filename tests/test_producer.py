@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from genretag.config import Settings
-from genretag.db import Prediction, ScanRun, Track, session_scope
+from genretag.db import Prediction, ScanRun, Track, session_scope, store
 from genretag.producer import scan
 from genretag.producer.walk import walk
 
@@ -131,3 +133,64 @@ def test_force_queues_everything_again(library: Path, sqlite_url: str) -> None:
 def test_scan_refuses_a_file_as_root(library: Path, sqlite_url: str) -> None:
     with pytest.raises(NotADirectoryError):
         scan(library / "nested" / CLIPS[0], settings_for(sqlite_url))
+
+
+def queued_tracks(url: str, root: Path, n: int) -> tuple[int, list[int]]:
+    """``n`` pending tracks of a new scan run, as the diff leaves them before dispatch."""
+    with session_scope(url) as s:
+        scan_id = store.start_scan(s, str(root), "v", "celery").id
+        ids = store.insert_tracks(s, [{"path": f"{root}/{i}.ogg", "size": 1, "mtime": 0.0} for i in range(n)], scan_id)
+    return scan_id, sorted(ids.values())
+
+
+def wait_for(condition, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+def test_celery_dispatch_holds_back_at_max_outstanding(
+    sqlite_url: str, redis_url: str, task_queue: str, tmp_path: Path
+) -> None:
+    """No worker runs: the broker holds exactly what the producer may have outstanding."""
+    import redis
+
+    from genretag.producer.enqueue import CeleryDispatcher
+
+    broker = redis.Redis.from_url(redis_url)
+    settings = Settings(database_url=sqlite_url, broker_url=redis_url, task_queue=task_queue, max_outstanding=3)
+    scan_id, ids = queued_tracks(sqlite_url, tmp_path, 7)
+    sender = threading.Thread(target=CeleryDispatcher(settings, scan_id).submit, args=(ids,), daemon=True)
+    sender.start()
+    wait_for(lambda: broker.llen(task_queue) == 3)
+    time.sleep(1.5)
+    assert broker.llen(task_queue) == 3 and sender.is_alive()
+    with session_scope(sqlite_url) as s:  # two finish, as a worker would record them
+        for track_id in ids[:2]:
+            store.record_failure(s, track_id, "finished elsewhere")
+    wait_for(lambda: broker.llen(task_queue) == 5)
+    with session_scope(sqlite_url) as s:
+        for track_id in ids[2:5]:
+            store.record_failure(s, track_id, "finished elsewhere")
+    sender.join(20)
+    assert not sender.is_alive() and broker.llen(task_queue) == 7
+
+
+def test_celery_dispatch_resends_after_a_stall_then_gives_up(
+    sqlite_url: str, redis_url: str, task_queue: str, tmp_path: Path
+) -> None:
+    import redis
+
+    from genretag.producer.enqueue import CeleryDispatcher, ScanStalled
+
+    broker = redis.Redis.from_url(redis_url)
+    settings = Settings(database_url=sqlite_url, broker_url=redis_url, task_queue=task_queue, max_attempts=1)
+    scan_id, ids = queued_tracks(sqlite_url, tmp_path, 2)
+    dispatcher = CeleryDispatcher(settings, scan_id)
+    dispatcher.stall_seconds = 1.0  # stands for task_time_limit + margin
+    dispatcher.submit(ids)
+    assert broker.llen(task_queue) == 2
+    with pytest.raises(ScanStalled, match=task_queue):
+        dispatcher.drain()
+    assert broker.llen(task_queue) == 4  # sent once more before giving up

@@ -113,10 +113,6 @@ def claim(session: Session, track_id: int, max_attempts: int) -> Claim | None:
     return Claim(track_id, path, attempt)
 
 
-def track_path(session: Session, track_id: int) -> str | None:
-    return session.scalar(select(Track.path).where(Track.id == track_id))
-
-
 # --- scan runs --------------------------------------------------------------------------------
 
 
@@ -252,13 +248,6 @@ def scan_outcome(session: Session, scan_id: int) -> dict[str, int]:
         select(Track.status, func.count()).where(Track.queued_scan_id == scan_id).group_by(Track.status)
     )
     return dict(rows.tuples().all())
-
-
-def latest_scan(session: Session, root: str | None = None) -> ScanRun | None:
-    stmt = select(ScanRun).order_by(ScanRun.started_at.desc(), ScanRun.id.desc()).limit(1)
-    if root is not None:
-        stmt = stmt.where(ScanRun.root == root)
-    return session.scalar(stmt)
 
 
 def scan_failures(session: Session, scan_id: int, limit: int = 10) -> list[tuple[str, str]]:

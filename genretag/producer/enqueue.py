@@ -22,6 +22,10 @@ POLL_SECONDS = 0.5
 STALL_MARGIN_SECONDS = 60
 
 
+class ScanStalled(RuntimeError):
+    """Queued tasks stopped finishing and resending them did not help."""
+
+
 class CeleryDispatcher:
     def __init__(self, settings: Settings, scan_id: int, on_progress: Callable[[int], None] | None = None) -> None:
         from genretag.worker.app import configure
@@ -35,12 +39,27 @@ class CeleryDispatcher:
         self.stall_seconds = settings.task_time_limit + STALL_MARGIN_SECONDS
         self._last_outstanding = -1
         self._last_change = time.monotonic()
+        self._resends = 0
+        self._warn_without_workers()
 
     def __enter__(self) -> CeleryDispatcher:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         pass
+
+    def _warn_without_workers(self) -> None:
+        """Say so up front when no worker listens on the queue (tasks then wait in the broker)."""
+        from genretag.worker.app import app
+
+        try:
+            replies = app.control.inspect(timeout=1.0).active_queues() or {}
+        except Exception as exc:  # noqa: BLE001 - only a hint; sending reports real broker errors
+            log.debug("could not ask workers for their queues: %s", exc)
+            return
+        if not any(q.get("name") == self.settings.task_queue for queues in replies.values() for q in queues):
+            log.warning("no worker is consuming queue %r yet: tasks wait in the broker until one starts "
+                        "(genretag worker)", self.settings.task_queue)
 
     def submit(self, track_ids: Iterable[int]) -> None:
         """Send tracks as room frees up; blocks while ``max_outstanding`` are unfinished."""
@@ -66,7 +85,7 @@ class CeleryDispatcher:
             with session_scope(self.settings.database_url) as session:
                 count = store.outstanding(session, self.scan_id)
             if count != self._last_outstanding:
-                self._last_outstanding, self._last_change = count, time.monotonic()
+                self._last_outstanding, self._last_change, self._resends = count, time.monotonic(), 0
                 self.on_progress(count)
             if enough(count):
                 return count
@@ -75,6 +94,13 @@ class CeleryDispatcher:
             time.sleep(POLL_SECONDS)
 
     def _resend_stalled(self) -> None:
+        self._resends += 1
+        if self._resends > self.settings.max_attempts:
+            raise ScanStalled(
+                f"no task of scan {self.scan_id} finished in {self._resends * self.stall_seconds} s despite "
+                f"{self._resends - 1} resends: is a worker consuming queue {self.settings.task_queue!r}? "
+                "Unfinished tracks stay pending; the next scan queues them again."
+            )
         with session_scope(self.settings.database_url) as session:
             ids = store.pending_queued(session, self.scan_id)
         log.warning(

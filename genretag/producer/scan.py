@@ -67,6 +67,8 @@ def scan(
     root = os.path.realpath(os.path.expanduser(os.fspath(root)))
     if not os.path.isdir(root):
         raise NotADirectoryError(f"not a directory: {root}")
+    if not os.access(root, os.R_OK | os.X_OK):  # else every known track under it would turn "missing"
+        raise PermissionError(f"cannot list {root}: permission denied")
     model_version = read_meta(settings.model_path)["version"]
     report = progress or (lambda counts: None)
     counts = ScanCounts()
