@@ -81,6 +81,7 @@ def scan(ctx: click.Context, root: Path, dry_run: bool, force: bool, wait: bool,
     from genretag.config import redact_url
     from genretag.db import session_scope, store
     from genretag.producer import scan as run_scan
+    from genretag.producer.enqueue import ScanStalled
 
     settings = settings_of(ctx).replace(follow_symlinks=follow_symlinks)
     where = "local mode" if settings.local_mode else f"queue {settings.task_queue} on {redact_url(settings.broker_url)}"
@@ -88,6 +89,8 @@ def scan(ctx: click.Context, root: Path, dry_run: bool, force: bool, wait: bool,
     progress = _ScanProgress()
     try:
         summary = run_scan(root, settings, dry_run=dry_run, force=force, wait=wait, progress=progress)
+    except ScanStalled as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         progress.close()
     c = summary.counts

@@ -103,12 +103,19 @@ def test_scan_diff_second_run_queues_nothing_then_touch_delete_and_new_model(
     assert all(r.finished_at is not None for r in runs)
 
 
-def test_local_scan_records_bad_files_as_failed_and_goes_on(library: Path, sqlite_url: str) -> None:
+def test_scan_command_in_local_mode_records_bad_files_as_failed_and_goes_on(library: Path, sqlite_url: str) -> None:
+    from click.testing import CliRunner
+
+    from genretag.cli import cli
+
     (library / "corrupt.mp3").write_bytes(os.urandom(20_000))
     (library / "text.wav").write_text("not audio at all\n" * 100)
     (library / "empty.flac").write_bytes(b"")
-    summary = scan(library, settings_for(sqlite_url))
-    assert (summary.counts.found, summary.counts.done, summary.counts.failed) == (6, 3, 3)
+    result = CliRunner().invoke(cli, ["--database-url", sqlite_url, "--broker-url", "", "--workers", "2",
+                                      "scan", str(library)])
+    assert result.exit_code == 0, result.output
+    assert "found 6 (6 new, 0 changed, 0 unchanged), 0 missing; queued 6: 3 done, 3 failed" in result.output
+    assert f"failed: {library / 'empty.flac'}: empty file" in result.output
     tracks = by_path(sqlite_url)
     for name in ("corrupt.mp3", "text.wav", "empty.flac"):
         track = tracks[str(library / name)]
