@@ -175,7 +175,7 @@ def test_documented_celery_app_paths_import() -> None:
 
 def test_documented_genretag_commands_exist() -> None:
     shown = []
-    for doc in ("docs/scheduling.md", "docs/deployment.md", "docker-compose.yml"):
+    for doc in ("docs/scheduling.md", "docs/deployment.md", "docs/querying.md", "docker-compose.yml"):
         text = (REPO / doc).read_text()
         fenced = re.findall(r"```.*?```", text, re.S)
         inline = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
@@ -185,3 +185,15 @@ def test_documented_genretag_commands_exist() -> None:
     assert {c for _, c in shown} >= {"beat", "worker", "scan", "stats", "export"}
     for doc, command in shown:
         assert command in cli.commands, (doc, command)
+
+
+def test_documented_command_lines_parse() -> None:
+    """Every ``genretag ...`` line in the docs' code blocks has options the command really takes."""
+    lines = []
+    for doc in ("docs/scheduling.md", "docs/querying.md"):
+        for block in re.findall(r"```(?:sh)?\n(.*?)```", (REPO / doc).read_text(), re.S):
+            lines += [line.split("#", 1)[0] for line in block.splitlines() if line.startswith("genretag ")]
+    assert len(lines) >= 10
+    for line in lines:
+        res = CliRunner().invoke(cli, [*shlex.split(line)[1:], "--help"])
+        assert res.exit_code == 0, (line, res.output)
