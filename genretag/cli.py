@@ -70,37 +70,46 @@ class _ScanProgress:
 
 
 @cli.command()
-@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Count what a scan would do; change nothing.")
 @click.option("--force", is_flag=True, help="Classify every file again, changed or not.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="With a broker: wait for the workers to finish.")
 @click.option("--follow-symlinks/--no-follow-symlinks", default=None, help="Enter symlinked folders [GENRETAG_FOLLOW_SYMLINKS].")
 @click.pass_context
-def scan(ctx: click.Context, root: Path, dry_run: bool, force: bool, wait: bool, follow_symlinks: bool | None) -> None:
-    """Tag every new or changed track under ROOT (in this process when no broker is configured)."""
+def scan(ctx: click.Context, roots: tuple[Path, ...], dry_run: bool, force: bool, wait: bool,
+         follow_symlinks: bool | None) -> None:
+    """Tag every new or changed track under each ROOT [default: GENRETAG_LIBRARY_ROOTS].
+
+    Without a broker, classifies in this process; with one, queues for `genretag worker`s.
+    """
     from genretag.config import redact_url
     from genretag.db import session_scope, store
+    from genretag.producer import ScanRefused
     from genretag.producer import scan as run_scan
     from genretag.producer.enqueue import ScanStalled
 
     settings = settings_of(ctx).replace(follow_symlinks=follow_symlinks)
+    roots = roots or tuple(Path(r) for r in settings.library_roots)
+    if not roots:
+        raise click.UsageError("give a ROOT folder to scan, or set GENRETAG_LIBRARY_ROOTS")
     where = "local mode" if settings.local_mode else f"queue {settings.task_queue} on {redact_url(settings.broker_url)}"
-    click.echo(f"scanning {root} ({where}; database {redact_url(settings.database_url)})", err=True)
-    progress = _ScanProgress()
-    try:
-        summary = run_scan(root, settings, dry_run=dry_run, force=force, wait=wait, progress=progress)
-    except ScanStalled as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        progress.close()
-    c = summary.counts
-    verb = "would queue" if dry_run else "queued"
-    click.echo(f"{summary.root}: found {c.found} ({c.new} new, {c.changed} changed, {c.unchanged} unchanged), "
-               f"{c.missing} missing; {verb} {c.queued}" + ("" if dry_run else f": {c.done} done, {c.failed} failed"))
-    if summary.scan_id is not None and c.failed:
-        with session_scope(settings.database_url) as session:
-            for path, reason in store.scan_failures(session, summary.scan_id, limit=10):
-                click.echo(f"  failed: {path}: {reason}", err=True)
+    for root in roots:
+        click.echo(f"scanning {root} ({where}; database {redact_url(settings.database_url)})", err=True)
+        progress = _ScanProgress()
+        try:
+            summary = run_scan(root, settings, dry_run=dry_run, force=force, wait=wait, progress=progress)
+        except (ScanRefused, ScanStalled) as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            progress.close()
+        c = summary.counts
+        verb = "would queue" if dry_run else "queued"
+        click.echo(f"{summary.root}: found {c.found} ({c.new} new, {c.changed} changed, {c.unchanged} unchanged), "
+                   f"{c.missing} missing; {verb} {c.queued}" + ("" if dry_run else f": {c.done} done, {c.failed} failed"))
+        if summary.scan_id is not None and c.failed:
+            with session_scope(settings.database_url) as session:
+                for path, reason in store.scan_failures(session, summary.scan_id, limit=10):
+                    click.echo(f"  failed: {path}: {reason}", err=True)
 
 
 @cli.command()

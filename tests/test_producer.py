@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from genretag.config import Settings
 from genretag.db import Prediction, ScanRun, Track, session_scope, store
-from genretag.producer import scan
+from genretag.producer import ScanRefused, scan
 from genretag.producer.walk import walk
 
 CLIPS = ["blues/blues.00000.opus", "jazz/jazz.00001.opus", "metal/metal.00002.opus"]
@@ -137,9 +137,13 @@ def test_force_queues_everything_again(library: Path, sqlite_url: str) -> None:
         assert len(s.scalars(select(Prediction)).all()) == 3  # idempotent: still one per track and model
 
 
-def test_scan_refuses_a_file_as_root(library: Path, sqlite_url: str) -> None:
-    with pytest.raises(NotADirectoryError):
+def test_scan_refuses_roots_it_cannot_or_may_not_scan(library: Path, sqlite_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ScanRefused, match="not a directory"):
         scan(library / "nested" / CLIPS[0], settings_for(sqlite_url))
+    with pytest.raises(ScanRefused, match="not under the configured library roots"):
+        scan(library, settings_for(sqlite_url, library_roots=(str(tmp_path / "elsewhere"),)))
+    summary = scan(library, settings_for(sqlite_url, library_roots=(str(tmp_path),)), dry_run=True)
+    assert summary.counts.found == 3
 
 
 def queued_tracks(url: str, root: Path, n: int) -> tuple[int, list[int]]:

@@ -17,8 +17,13 @@ from genretag.db import session_scope, store
 from genretag.model import read_meta
 from genretag.producer.diff import plan_batch
 from genretag.producer.walk import FoundFile, walk
+from genretag.worker.job import is_inside
 
 DB_BATCH = 500
+
+
+class ScanRefused(ValueError):
+    """The root cannot be scanned as asked; nothing was written."""
 
 
 @dataclass
@@ -66,9 +71,12 @@ def scan(
     """
     root = os.path.realpath(os.path.expanduser(os.fspath(root)))
     if not os.path.isdir(root):
-        raise NotADirectoryError(f"not a directory: {root}")
+        raise ScanRefused(f"not a directory: {root}")
     if not os.access(root, os.R_OK | os.X_OK):  # else every known track under it would turn "missing"
-        raise PermissionError(f"cannot list {root}: permission denied")
+        raise ScanRefused(f"cannot list {root}: permission denied")
+    if settings.library_roots and not is_inside(root, settings.library_roots, settings.follow_symlinks):
+        raise ScanRefused(f"{root} is not under the configured library roots {', '.join(settings.library_roots)} "
+                          "(workers would refuse its files)")
     model_version = read_meta(settings.model_path)["version"]
     report = progress or (lambda counts: None)
     counts = ScanCounts()
