@@ -151,8 +151,8 @@ FAKE_FFMPEG = textwrap.dedent(
         os.kill(os.getppid(), signal.SIGKILL)
         time.sleep(60)
     if name.startswith("slow"):
-        time.sleep(float(os.environ.get("FAKE_FFMPEG_DELAY", "4")))
-    y, native = sf.read(src, dtype="float32", always_2d=True, format="WAV")
+        time.sleep(float(os.environ.get("FAKE_FFMPEG_DELAY", "3")))
+    y, native = sf.read(src, dtype="float32", always_2d=True)
     sys.stdout.buffer.write(soxr.resample(y.mean(axis=1), native, sr).astype("float32").tobytes())
     """
 )
@@ -322,3 +322,171 @@ def test_database_password_never_printed(tmp_path: Path, command: list[str]) -> 
     assert proc.returncode != 0
     assert SECRET not in output, output[-2000:]
     assert "***" in output, output[-2000:]
+
+
+# --- 2. crash faults with Celery workers on Redis and PostgreSQL ----------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL schema for this module's worker tests (the URL carries it to the workers)."""
+    from conftest import PG_BASE_URL
+
+    schema = f"gt_faults_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_BASE_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{PG_BASE_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@contextmanager
+def private_queue(redis_url: str) -> Iterator[str]:
+    import redis
+
+    name = f"genretag-faults-{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"*{name}*"):
+            client.delete(key)
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The parent of every library the worker tests scan: the workers' one configured library root."""
+    return tmp_path_factory.mktemp("libraries")
+
+
+WORKER_READY_SECONDS = 180
+
+
+def wait_ready(proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + WORKER_READY_SECONDS
+    while b" ready." not in log.read_bytes():
+        assert proc.poll() is None, f"worker exited early:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"worker not ready:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def one_worker(pg_schema_url, libraries, fake_ffmpeg, tmp_path_factory) -> Iterator[dict]:
+    """One ``genretag worker`` with a single pool process, short time limits and ``max_attempts`` 2."""
+    from conftest import REDIS_BASE_URL
+
+    redis_url = f"{REDIS_BASE_URL}/{os.environ.get('GENRETAG_TEST_REDIS_DB', '11')}"
+    log = tmp_path_factory.mktemp("worker-log") / "worker.log"
+    with private_queue(redis_url) as queue:
+        env = genretag_env(
+            database_url=pg_schema_url, broker_url=redis_url, task_queue=queue, workers=1, max_attempts=2,
+            task_soft_time_limit=12, task_time_limit=30, decode_timeout=600, library_roots=libraries,
+        )
+        env["PATH"] = f"{fake_ffmpeg}{os.pathsep}{env['PATH']}"
+        with celery_worker(env, log, "one") as proc:
+            wait_ready(proc, log)
+            yield {"env": env, "proc": proc, "log": log, "url": pg_schema_url}
+
+
+def test_sigkill_of_a_worker_mid_task_redelivers_it_and_it_finishes_once(one_worker: dict, libraries, gtzan_dir) -> None:
+    root = libraries / "sigkill"
+    clips = copy_clips(gtzan_dir, root, 3)
+    victim = write_m4a(root / "slow-victim.m4a")  # the fake ffmpeg takes 3 s over it: time to kill
+    paths = [str(p) for p in [*clips, victim]]
+    proc = run_scan(one_worker["env"], root, "--no-wait", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    url = one_worker["url"]
+    wait_until(lambda: track_rows(url).get(str(victim), ("", None, 0))[2] == 1, 120, "the victim's first attempt")
+    time.sleep(1.0)  # inside the decoder now
+    children = pool_children(one_worker["proc"].pid)
+    assert children, "no pool process to kill"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: settled(url, paths), 180, "every track to settle after the kill")
+    status, error, attempts = track_rows(url)[str(victim)]
+    totals = audit(url, paths)
+    ok = status == "done" and attempts == 2 and totals["lost"] == 0 and totals["duplicated"] == 0
+    report("SIGKILL of the pool process mid-task", "redelivered, done once (attempt 2), 1 prediction",
+           f"{status}, attempt {attempts}, killed pid {children}", ok, **totals)
+    assert (status, attempts) == ("done", 2), (status, error, attempts)
+    assert totals == {"found": 4, "done": 4, "failed": 0, "lost": 0, "duplicated": 0}
+
+
+def test_poison_files_that_hang_or_crash_the_decoder_end_failed(one_worker: dict, libraries, gtzan_dir) -> None:
+    root = libraries / "poison"
+    clips = copy_clips(gtzan_dir, root, 2)
+    hang, crash = write_m4a(root / "hang-forever.m4a"), write_m4a(root / "crash-worker.m4a")
+    paths = [str(p) for p in [*clips, hang, crash]]
+    proc = run_scan(one_worker["env"], root, "--no-wait", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    url = one_worker["url"]
+    wait_until(lambda: settled(url, paths), 240, "the poison files to end")
+    rows, totals = track_rows(url), audit(url, paths)
+    for path, expected, fragment in ((hang, "failed: timed out (soft time limit), 1 attempt", "timed out"),
+                                     (crash, "failed after max_attempts=2 deaths of its worker", "gave up after 2 attempts")):
+        status, error, attempts = rows[str(path)]
+        report(f"poison: decoder {'hangs' if path == hang else 'kills its worker'} ({path.name})", expected,
+               f"{status} after {attempts} attempt(s): {error}", status == "failed" and fragment in (error or ""),
+               **audit(url, [str(path)]))
+        assert status == "failed" and fragment in (error or ""), (path.name, status, error, attempts)
+    assert totals == {"found": 4, "done": 2, "failed": 2, "lost": 0, "duplicated": 0}
+
+
+def test_a_task_for_a_path_outside_the_library_is_refused(one_worker: dict, libraries) -> None:
+    from genretag.config import Settings
+    from genretag.db import session_scope, store
+    from genretag.worker.app import configure
+    from genretag.worker.tasks import classify_track
+
+    settings = Settings.from_env(one_worker["env"])
+    before = hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest()
+    with session_scope(settings.database_url) as session:
+        scan_id = store.start_scan(session, str(libraries), "test", "celery").id
+        st = os.stat("/etc/passwd")
+        track_id = store.insert_tracks(session, [{"path": "/etc/passwd", "size": st.st_size, "mtime": st.st_mtime}], scan_id)["/etc/passwd"]
+    configure(settings)
+    classify_track.apply_async((track_id, scan_id), queue=settings.task_queue)
+    wait_until(lambda: settled(settings.database_url, ["/etc/passwd"]), 60, "the /etc/passwd task")
+    status, error, _ = track_rows(settings.database_url)["/etc/passwd"]
+    ok = status == "failed" and "outside the configured library roots" in (error or "")
+    report("queued task for /etc/passwd", "refused: outside the library roots", f"{status}: {error}", ok)
+    assert ok, (status, error)
+    assert hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest() == before
+
+
+@pytest.fixture(scope="module")
+def four_workers(pg_schema_url, libraries, tmp_path_factory) -> Iterator[dict]:
+    from conftest import REDIS_BASE_URL
+
+    redis_url = f"{REDIS_BASE_URL}/{os.environ.get('GENRETAG_TEST_REDIS_DB', '11')}"
+    log = tmp_path_factory.mktemp("workers-log") / "worker.log"
+    with private_queue(redis_url) as queue:
+        env = genretag_env(database_url=pg_schema_url, broker_url=redis_url, task_queue=queue, workers=4,
+                           library_roots=libraries)
+        with celery_worker(env, log, "four") as proc:
+            wait_ready(proc, log)
+            yield {"env": env, "proc": proc, "log": log, "url": pg_schema_url}
+
+
+def test_forced_rescan_racing_a_scan_on_four_workers_keeps_one_prediction_each(four_workers: dict, libraries, gtzan_dir) -> None:
+    root = libraries / "race"
+    paths = [str(p) for p in copy_clips(gtzan_dir, root, 12)]
+    env = four_workers["env"]
+    command = [GENRETAG, "scan", str(root)]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    forced = subprocess.Popen([*command, "--force"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=300) for p in (first, forced)]
+    codes = [first.returncode, forced.returncode]
+    url = four_workers["url"]
+    totals = audit(url, paths)
+    worker_log = four_workers["log"].read_text()
+    errors = [line for line in worker_log.splitlines() if "IntegrityError" in line or "UniqueViolation" in line]
+    ok = codes == [0, 0] and not errors and totals["done"] == len(paths) and totals["duplicated"] == 0
+    report("scan + forced rescan racing on 4 worker processes", "both exit 0, all done, 1 prediction per track",
+           f"exits {codes}, {len(errors)} constraint errors", ok, **totals)
+    assert codes == [0, 0], [o[1][-2000:] for o in outs]
+    assert not errors, errors[:5]
+    assert totals == {"found": 12, "done": 12, "failed": 0, "lost": 0, "duplicated": 0}
