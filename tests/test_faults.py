@@ -43,12 +43,16 @@ SECRET = "s3cret-Pa55word"
 # --- reporting ------------------------------------------------------------------------------
 
 
-def report(fault: str, expected: str, actual: str, ok: bool, **totals: int) -> None:
-    """One row of the runner's table (no-op unless GENRETAG_FAULT_REPORT names a file)."""
+def report(fault: str, expected: str, actual: str, ok: bool, counted: bool = True, **totals: int) -> None:
+    """One row of the runner's table (no-op unless GENRETAG_FAULT_REPORT names a file).
+
+    ``counted=False`` marks a detail row whose files a whole-scan row already counts in the totals.
+    """
     target = os.environ.get("GENRETAG_FAULT_REPORT")
     if target:
+        row = {"fault": fault, "expected": expected, "actual": actual, "ok": ok, "counted": counted, **totals}
         with open(target, "a") as f:
-            f.write(json.dumps({"fault": fault, "expected": expected, "actual": actual, "ok": ok, **totals}) + "\n")
+            f.write(json.dumps(row) + "\n")
 
 
 def audit(database_url: str, expected_paths: list[str]) -> dict[str, int]:
@@ -277,7 +281,7 @@ def test_each_bad_input_ends_with_a_clear_outcome(bad_scan: dict) -> None:
         if case.path.is_symlink() and case.expect == "walked" and status is None:
             ok = f"{case.path}: {case.reason}" in bad_scan["proc"].stderr  # said in the log, not dropped silently
             actual += ", logged" if ok else ", NOT logged"
-        report(f"bad input: {case.kind}", expected, actual, ok,
+        report(f"bad input: {case.kind}", expected, actual, ok, counted=False,
                found=int(status is not None), done=int(status == "done"), failed=int(status == "failed"),
                lost=int(case.expect != "walked" and status in (None, "pending")), duplicated=0)
         if not ok:
@@ -429,8 +433,10 @@ def test_poison_files_that_hang_or_crash_the_decoder_end_failed(one_worker: dict
         status, error, attempts = rows[str(path)]
         report(f"poison: decoder {'hangs' if path == hang else 'kills its worker'} ({path.name})", expected,
                f"{status} after {attempts} attempt(s): {error}", status == "failed" and fragment in (error or ""),
-               **audit(url, [str(path)]))
+               counted=False, **audit(url, [str(path)]))
         assert status == "failed" and fragment in (error or ""), (path.name, status, error, attempts)
+    report("poison library scan (2 clips, hang, crash)", "clips done, poison failed, scan settles",
+           "settled", totals["done"] == 2 and totals["failed"] == 2, **totals)
     assert totals == {"found": 4, "done": 2, "failed": 2, "lost": 0, "duplicated": 0}
 
 
@@ -490,3 +496,142 @@ def test_forced_rescan_racing_a_scan_on_four_workers_keeps_one_prediction_each(f
     assert codes == [0, 0], [o[1][-2000:] for o in outs]
     assert not errors, errors[:5]
     assert totals == {"found": 12, "done": 12, "failed": 0, "lost": 0, "duplicated": 0}
+
+
+# --- 2b. service restarts (slow): a private Redis and a private PostgreSQL ------------------
+
+
+@contextmanager
+def private_redis() -> Iterator[dict]:
+    """A redis-server of our own on a spare port (no persistence, like the shared one), restartable."""
+    port = free_port()
+    command = [shutil.which("redis-server") or pytest.skip("redis-server not installed"), "--port", str(port),
+               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    state = {"url": f"redis://127.0.0.1:{port}/0", "proc": None}
+
+    def start() -> None:
+        import redis
+
+        state["proc"] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _pings(redis, state["url"]), 20, "the private redis-server")
+
+    def stop() -> None:
+        state["proc"].terminate()
+        state["proc"].wait(20)
+
+    state.update(start=start, stop=stop)
+    start()
+    try:
+        yield state
+    finally:
+        if state["proc"].poll() is None:
+            stop()
+
+
+def _pings(redis, url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url).ping())
+    except redis.RedisError:
+        return False
+
+
+@contextmanager
+def private_postgres() -> Iterator[dict]:
+    """A PostgreSQL cluster of our own (initdb as the postgres user in a temporary dir, spare port)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found or os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root, setpriv and /usr/lib/postgresql/*/bin to run a private PostgreSQL as postgres")
+    bin_dir = Path(found[-1]).parent
+    as_postgres = [shutil.which("setpriv"), "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+    home = Path(tempfile.mkdtemp(prefix="genretag-faults-pg-"))
+    shutil.chown(home, "postgres", "postgres")
+    data, port = home / "data", free_port()
+    subprocess.run([*as_postgres, bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True, timeout=120)
+    ctl = [*as_postgres, bin_dir / "pg_ctl", "-D", data, "-l", home / "server.log", "-w", "-t", "60"]
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+    state = {
+        "url": f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+        "start": lambda: subprocess.run([*ctl, "-o", options, "start"], check=True, capture_output=True, timeout=90),
+        "stop": lambda: subprocess.run([*ctl, "-m", "fast", "stop"], check=True, capture_output=True, timeout=90),
+    }
+    state["start"]()
+    try:
+        yield state
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True, timeout=90)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def count_done(database_url: str, paths: list[str]) -> int:
+    try:
+        rows = track_rows(database_url)
+    except Exception:  # noqa: BLE001 - the database may be the thing that is down
+        return 0
+    return sum(rows.get(p, ("",))[0] == "done" for p in paths)
+
+
+@pytest.mark.slow
+def test_redis_restart_mid_scan_then_a_rescan_completes_the_library(tmp_path, gtzan_dir) -> None:
+    root = tmp_path / "library"
+    paths = [str(p) for p in copy_clips(gtzan_dir, root, 24)]
+    url = f"sqlite:///{tmp_path / 'db' / 'genretag.sqlite3'}"
+    with private_redis() as redis_server:
+        env = genretag_env(database_url=url, broker_url=redis_server["url"], task_queue="faults", workers=1,
+                           task_soft_time_limit=8, task_time_limit=10, library_roots=root)
+        with celery_worker(env, tmp_path / "worker.log", "redis") as worker:
+            wait_ready(worker, tmp_path / "worker.log")
+            producer = subprocess.Popen([GENRETAG, "scan", str(root)], env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+            wait_until(lambda: count_done(url, paths) >= 3, 120, "the first tracks")
+            redis_server["stop"]()
+            time.sleep(3)
+            redis_server["start"]()
+            try:
+                out, err = producer.communicate(timeout=240)
+                producer_outcome = f"exit {producer.returncode}"
+            except subprocess.TimeoutExpired:
+                producer.kill()
+                out, err = producer.communicate()
+                producer_outcome = "still waiting after 240 s (killed)"
+            loud = producer.returncode == 0 or bool(err.strip()) and producer_outcome.startswith("exit")
+            done_before_rescan = count_done(url, paths)
+            rescan = run_scan(env, root, timeout=300)
+            worker_alive = worker.poll() is None
+        totals = audit(url, paths)
+    ok = loud and rescan.returncode == 0 and worker_alive and totals["lost"] == 0 and totals["duplicated"] == 0
+    report("Redis restarted mid-scan (private redis-server, no persistence)",
+           "producer finishes or fails loudly; worker reconnects; rescan completes",
+           f"producer {producer_outcome} ({done_before_rescan} done); worker {'alive' if worker_alive else 'DEAD'}; "
+           f"rescan exit {rescan.returncode}",
+           ok, **totals)
+    assert loud, err[-3000:]
+    assert worker_alive and rescan.returncode == 0, rescan.stderr[-3000:]
+    assert totals == {"found": 24, "done": 24, "failed": 0, "lost": 0, "duplicated": 0}
+
+
+@pytest.mark.slow
+def test_postgresql_stopped_while_workers_write_retries_and_records_once(tmp_path, gtzan_dir, redis_url) -> None:
+    root = tmp_path / "library"
+    paths = [str(p) for p in copy_clips(gtzan_dir, root, 16)]
+    with private_postgres() as pg, private_queue(redis_url) as queue:
+        env = genretag_env(database_url=pg["url"], broker_url=redis_url, task_queue=queue, workers=1,
+                           library_roots=root)
+        log = tmp_path / "worker.log"
+        with celery_worker(env, log, "pg") as worker:
+            wait_ready(worker, log)
+            proc = run_scan(env, root, "--no-wait", timeout=120)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            wait_until(lambda: count_done(pg["url"], paths) >= 3, 120, "the first tracks")
+            pg["stop"]()
+            time.sleep(6)
+            pg["start"]()
+            wait_until(lambda: count_done(pg["url"], paths) == len(paths) or settled(pg["url"], paths), 300,
+                       "every track after the outage")
+            retries = log.read_text().count("Retry in")
+        totals = audit(pg["url"], paths)
+    ok = totals["done"] == len(paths) and totals["lost"] == 0 and totals["duplicated"] == 0 and retries > 0
+    report("PostgreSQL stopped 6 s while a worker writes (private cluster)",
+           "tasks retry with backoff, all done, nothing twice", f"{retries} task retries logged", ok, **totals)
+    assert retries > 0, "no task retried: the outage missed the work"
+    assert totals == {"found": 16, "done": 16, "failed": 0, "lost": 0, "duplicated": 0}
