@@ -81,6 +81,15 @@ def test_claim_counts_attempts_before_work_and_gives_up(db_url: str) -> None:
         assert store.claim(s, track_id, max_attempts=3) is None  # not pending: nothing to do
 
 
+def test_release_gives_back_an_interrupted_attempt(db_url: str) -> None:
+    track_id = add_track(db_url)
+    with session_scope(db_url) as s:
+        store.claim(s, track_id, max_attempts=3)
+        store.release(s, [track_id])
+    with session_scope(db_url) as s:
+        assert s.get(Track, track_id).attempts == 0
+
+
 def test_failure_keeps_its_reason(db_url: str) -> None:
     track_id = add_track(db_url)
     with session_scope(db_url) as s:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,11 @@ def test_the_celery_task_runs_the_job(sqlite_url: str, library: Path, classifier
         configure(previous)
         tasks._classifier = None
     assert track(sqlite_url, good).status == "done" and track(sqlite_url, bad).status == "failed"
+
+
+def test_celery_worker_without_a_broker_stops_with_the_reason() -> None:
+    env = {**os.environ, "GENRETAG_BROKER_URL": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "celery", "-A", "genretag.worker.app", "worker", "--concurrency", "1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "GENRETAG_BROKER_URL is empty" in proc.stdout + proc.stderr

@@ -113,6 +113,16 @@ def claim(session: Session, track_id: int, max_attempts: int) -> Claim | None:
     return Claim(track_id, path, attempt)
 
 
+def release(session: Session, track_ids: Sequence[int]) -> None:
+    """Give back the attempts of claimed tracks whose work was interrupted (not their fault)."""
+    if track_ids:
+        session.execute(
+            update(Track)
+            .where(Track.id.in_(track_ids), Track.status == PENDING, Track.attempts > 0)
+            .values(attempts=Track.attempts - 1)
+        )
+
+
 # --- scan runs --------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -36,6 +37,11 @@ def loaded_classifier(settings: Settings, model_mtime_ns: int) -> Classifier:
     Keyed by the model file's mtime too, so a model replaced in place is loaded afresh.
     """
     return Classifier.load(settings)
+
+
+def ignore_interrupts() -> None:
+    """Ctrl-C is for the main process, which stops the pool and gives back unfinished attempts."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def prepare_or_reason(path: str, settings: Settings) -> PreparedTrack | str:
@@ -67,9 +73,13 @@ class LocalRunner:
     def __enter__(self) -> LocalRunner:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+        if exc_type is not None:  # interrupted (Ctrl-C): unfinished tracks keep their attempt budget
+            unfinished = [c.track_id for c in self._inflight.values()] + self._ready_ids
+            with session_scope(self.settings.database_url) as session:
+                store.release(session, unfinished)
 
     # --- feeding ---------------------------------------------------------------------------
 
@@ -97,7 +107,9 @@ class LocalRunner:
     @property
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.settings.worker_count, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.settings.worker_count, mp_context=multiprocessing.get_context("spawn"), initializer=ignore_interrupts
+            )
         return self._pool
 
     @property

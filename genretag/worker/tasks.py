@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import OperationalError
 
 from genretag.classify import Classifier
@@ -20,6 +20,14 @@ from genretag.worker.app import app, app_settings
 log = logging.getLogger(__name__)
 
 _classifier: Classifier | None = None
+
+
+@worker_init.connect
+def require_a_broker(**_: object) -> None:
+    """Without a broker URL Celery would retry a default AMQP server forever; stop with the reason."""
+    if app_settings().local_mode:
+        raise SystemExit("genretag: GENRETAG_BROKER_URL is empty, so there is nothing for a worker to consume "
+                         "(set it, e.g. redis://localhost:6379/0; without one, `genretag scan` works in-process)")
 
 
 @worker_process_init.connect
