@@ -319,3 +319,35 @@ def test_export_streams_more_rows_than_one_fetch_batch(db_url: str, tmp_path: Pa
     assert sum(r["genre"] == "blues" for r in got) == len(range(0, n, 100))
     with session_factory(db_url)() as s:
         assert s.scalar(select(func.count()).select_from(ScanRun)) == 1
+
+
+# --- on what a real scan wrote -----------------------------------------------------------------
+
+
+def test_query_stats_and_export_read_what_a_real_scan_wrote(real_library: Path, sqlite_url: str,
+                                                            tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["--database-url", sqlite_url, "--broker-url", "", "--workers", "1",
+                              "scan", str(real_library)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    files = sorted(str(p) for p in Path(real_library).resolve().rglob("*") if p.suffix in {".mp3", ".ogg"})
+
+    listed = json.loads(invoke(sqlite_url, "query", "--json"))
+    assert [r["path"] for r in listed] == files
+    for row in listed:
+        assert row["status"] == "done" and row["genre"] in GENRES and 0 < row["confidence"] <= 1
+        assert [t["probability"] for t in row["top3"]] == sorted((t["probability"] for t in row["top3"]), reverse=True)
+    by_genre = {}
+    for row in listed:
+        by_genre[row["genre"]] = by_genre.get(row["genre"], 0) + 1
+
+    stats = json.loads(invoke(sqlite_url, "stats", "--json"))
+    assert stats["by_status"] == {"done": len(files)} and stats["by_genre"] == by_genre
+    assert sum(b["count"] for b in stats["confidence"]) == len(files)
+    (scan,) = stats["scans"]
+    assert (scan["found"], scan["new"], scan["done"], scan["failed"], scan["mode"]) == (len(files), len(files),
+                                                                                        len(files), 0, "local")
+    invoke(sqlite_url, "export", "--format", "json", "--out", str(tmp_path / "lib.json"))
+    exported = json.loads((tmp_path / "lib.json").read_text(encoding="utf-8"))
+    assert [r["path"] for r in exported] == files
+    assert all(sum(r["votes"].values()) == r["segments_used"] and r["duration"] > 60 for r in exported)
