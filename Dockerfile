@@ -10,9 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
-RUN if [ "$WITH_FFMPEG" = "1" ]; then \
-        apt-get update && apt-get install -y --no-install-recommends ffmpeg && rm -rf /var/lib/apt/lists/*; \
-    fi \
+# tzdata: GENRETAG_SCAN_TIMEZONE names (zoneinfo reads /usr/share/zoneinfo).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tzdata $([ "$WITH_FFMPEG" = "1" ] && echo ffmpeg) \
+    && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 genretag \
     && mkdir -p /state && chown genretag:genretag /state
 

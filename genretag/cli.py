@@ -268,7 +268,7 @@ def beat(ctx: click.Context, roots: tuple[str, ...], schedule_file: Path | None,
     `celery -A genretag.worker.app beat` beside `celery -A genretag.worker.app worker -Q QUEUE.scans -P solo`.
     """
     from genretag.config import default_data_dir, redact_url
-    from genretag.worker.schedule import parse_cron, scan_queue
+    from genretag.worker.schedule import beat_config, scan_queue
 
     settings = settings_of(ctx).replace(library_roots=tuple(os.path.realpath(r) for r in roots) or None)
     if settings.local_mode:
@@ -277,9 +277,9 @@ def beat(ctx: click.Context, roots: tuple[str, ...], schedule_file: Path | None,
     if not settings.library_roots:
         raise click.UsageError("nothing to scan: pass ROOT... or set GENRETAG_LIBRARY_ROOTS")
     try:
-        parse_cron(settings.scan_schedule)
+        beat_config(settings)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="GENRETAG_SCAN_SCHEDULE") from None
+        raise click.UsageError(str(exc)) from None
     schedule_file = schedule_file or default_data_dir() / "celerybeat-schedule"
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"beat: rescanning {', '.join(settings.library_roots)} at '{settings.scan_schedule}' "

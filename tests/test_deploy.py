@@ -110,6 +110,8 @@ def test_workers_scale_and_the_producer_runs_once(services: dict[str, Any]) -> N
     worker = services["worker"]
     assert worker["deploy"]["replicas"] >= 1
     assert "container_name" not in worker and "ports" not in worker  # both would stop --scale worker=N
+    grace = int(worker["stop_grace_period"].rstrip("s"))
+    assert grace > Settings().task_time_limit  # a stopping worker finishes its tasks before the KILL
     worker_settings = Settings.from_env({k: str(v) for k, v in worker["environment"].items()})
     assert worker_settings.workers >= 1 and worker_settings.tf_threads >= 1
     producer = services["producer"]

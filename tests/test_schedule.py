@@ -94,6 +94,9 @@ def test_beat_command_refuses_what_cannot_work(tmp_path: Path) -> None:
         get_settings.cache_clear()
         res = runner.invoke(cli, [*broker, "beat", str(tmp_path)], env={"GENRETAG_SCAN_SCHEDULE": "0 3 * *"})
         assert res.exit_code == 2 and "5 cron fields" in res.output
+        get_settings.cache_clear()
+        res = runner.invoke(cli, [*broker, "beat", str(tmp_path)], env={"GENRETAG_SCAN_TIMEZONE": "Mars/Olympus"})
+        assert res.exit_code == 2 and "not a known time zone" in res.output
     finally:
         get_settings.cache_clear()
 

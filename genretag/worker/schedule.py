@@ -10,6 +10,7 @@ a slot waiting for themselves.
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import shared_task
 from celery.schedules import ParseException, crontab
@@ -53,9 +54,18 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone this system knows, else a ``ValueError`` that says so."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"scan_timezone {name!r} is not a known time zone (e.g. UTC, Europe/Paris)") from None
+    return name
+
+
 def beat_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings for beat: the schedule and the time zone its cron fields are read in."""
-    return {"beat_schedule": beat_schedule(settings), "timezone": settings.scan_timezone}
+    return {"beat_schedule": beat_schedule(settings), "timezone": check_timezone(settings.scan_timezone)}
 
 
 # Acked on receipt: a scan outlives the broker's visibility timeout, and a redelivered scan would
