@@ -155,7 +155,7 @@ FAKE_FFMPEG = textwrap.dedent(
         os.kill(os.getppid(), signal.SIGKILL)
         time.sleep(60)
     if name.startswith("slow"):
-        time.sleep(float(os.environ.get("FAKE_FFMPEG_DELAY", "3")))
+        time.sleep(float(os.environ.get("FAKE_FFMPEG_DELAY", "2")))
     y, native = sf.read(src, dtype="float32", always_2d=True)
     sys.stdout.buffer.write(soxr.resample(y.mean(axis=1), native, sr).astype("float32").tobytes())
     """
@@ -386,7 +386,7 @@ def one_worker(pg_schema_url, libraries, fake_ffmpeg, tmp_path_factory) -> Itera
     with private_queue(redis_url) as queue:
         env = genretag_env(
             database_url=pg_schema_url, broker_url=redis_url, task_queue=queue, workers=1, max_attempts=2,
-            task_soft_time_limit=12, task_time_limit=30, decode_timeout=600, library_roots=libraries,
+            task_soft_time_limit=15, task_time_limit=30, decode_timeout=600, library_roots=libraries,
         )
         env["PATH"] = f"{fake_ffmpeg}{os.pathsep}{env['PATH']}"
         with celery_worker(env, log, "one") as proc:
@@ -397,13 +397,13 @@ def one_worker(pg_schema_url, libraries, fake_ffmpeg, tmp_path_factory) -> Itera
 def test_sigkill_of_a_worker_mid_task_redelivers_it_and_it_finishes_once(one_worker: dict, libraries, gtzan_dir) -> None:
     root = libraries / "sigkill"
     clips = copy_clips(gtzan_dir, root, 3)
-    victim = write_m4a(root / "slow-victim.m4a")  # the fake ffmpeg takes 3 s over it: time to kill
+    victim = write_m4a(root / "slow-victim.m4a")  # the fake ffmpeg takes 2 s over it: time to kill
     paths = [str(p) for p in [*clips, victim]]
     proc = run_scan(one_worker["env"], root, "--no-wait", timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     url = one_worker["url"]
     wait_until(lambda: track_rows(url).get(str(victim), ("", None, 0))[2] == 1, 120, "the victim's first attempt")
-    time.sleep(1.0)  # inside the decoder now
+    time.sleep(0.5)  # inside the decoder now
     children = pool_children(one_worker["proc"].pid)
     assert children, "no pool process to kill"
     for pid in children:
@@ -635,3 +635,38 @@ def test_postgresql_stopped_while_workers_write_retries_and_records_once(tmp_pat
            "tasks retry with backoff, all done, nothing twice", f"{retries} task retries logged", ok, **totals)
     assert retries > 0, "no task retried: the outage missed the work"
     assert totals == {"found": 16, "done": 16, "failed": 0, "lost": 0, "duplicated": 0}
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_whole_worker_mid_task_is_redelivered_after_the_visibility_timeout(
+    pg_schema_url, libraries, fake_ffmpeg, gtzan_dir, redis_url, tmp_path
+) -> None:
+    """Main process and pool killed at once: nobody rejects the message; Redis hands it out again."""
+    root = libraries / "whole-worker"
+    clips = copy_clips(gtzan_dir, root, 2)
+    victim = write_m4a(root / "slow-victim.m4a")
+    paths = [str(p) for p in [*clips, victim]]
+    with private_queue(redis_url) as queue:
+        env = genretag_env(database_url=pg_schema_url, broker_url=redis_url, task_queue=queue, workers=1,
+                           task_soft_time_limit=15, task_time_limit=20, library_roots=libraries)  # visibility 100 s
+        env["PATH"] = f"{fake_ffmpeg}{os.pathsep}{env['PATH']}"
+        with celery_worker(env, tmp_path / "first.log", "first") as first:
+            wait_ready(first, tmp_path / "first.log")
+            proc = run_scan(env, root, "--no-wait", timeout=120)  # no producer left waiting to resend
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            wait_until(lambda: track_rows(pg_schema_url).get(str(victim), ("", None, 0))[2] == 1, 120, "attempt 1")
+            time.sleep(0.5)
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(10)
+        started = time.monotonic()
+        with celery_worker(env, tmp_path / "second.log", "second") as second:
+            wait_ready(second, tmp_path / "second.log")
+            wait_until(lambda: settled(pg_schema_url, paths), 300, "redelivery to the second worker")
+            waited = time.monotonic() - started
+    status, error, attempts = track_rows(pg_schema_url)[str(victim)]
+    totals = audit(pg_schema_url, paths)
+    ok = status == "done" and attempts == 2 and totals["lost"] == 0 and totals["duplicated"] == 0
+    report("SIGKILL of the whole worker (main + pool) mid-task", "redelivered after visibility timeout, done once",
+           f"{status}, attempt {attempts}, settled {waited:.0f} s after the kill", ok, **totals)
+    assert (status, attempts) == ("done", 2), (status, error, attempts)
+    assert totals == {"found": 3, "done": 3, "failed": 0, "lost": 0, "duplicated": 0}
