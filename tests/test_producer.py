@@ -205,3 +205,15 @@ def test_celery_dispatch_resends_after_a_stall_then_gives_up(
     with pytest.raises(ScanStalled, match=task_queue):
         dispatcher.drain()
     assert broker.llen(task_queue) == 4  # sent once more before giving up
+
+
+def test_local_scan_stops_decoders_that_exceed_the_time_limit(
+    tmp_path: Path, sqlite_url: str, real_library: Path
+) -> None:
+    """A one-second limit: no decoder (a full-length track, every segment) can finish, none may hang the scan."""
+    library = tmp_path / "library"
+    library.mkdir()
+    shutil.copy(sorted(real_library.rglob("*.mp3"))[0], library / "long.mp3")
+    summary = scan(library, settings_for(sqlite_url, task_time_limit=1, segments="all"))
+    assert (summary.counts.done, summary.counts.failed) == (0, 1)
+    assert by_path(sqlite_url)[str(library / "long.mp3")].error.startswith("timed out")

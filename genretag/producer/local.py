@@ -6,8 +6,9 @@ model once and runs one forward pass per batch of ``batch_tracks`` prepared trac
 through the same :mod:`genretag.worker.job` functions as the Celery task. At most a few tracks per
 decoder are in flight, so memory stays flat whatever the library's size.
 
-If a decoder process dies (a crashing codec), the pool is rebuilt and the tracks that were in
-flight are retried one at a time; the one that kills its process alone is recorded failed.
+If a decoder process dies (a crashing codec), or no decode finishes within ``task_time_limit``
+(a hanging one, whose processes are then killed), the pool is rebuilt and the tracks that were in
+flight are retried one at a time; the one that crashes or hangs alone is recorded failed.
 """
 
 from __future__ import annotations
@@ -122,7 +123,11 @@ class LocalRunner:
     # --- collecting ------------------------------------------------------------------------
 
     def _collect(self) -> None:
-        done, _ = wait(list(self._inflight), return_when=FIRST_COMPLETED)
+        done, _ = wait(list(self._inflight), timeout=self.settings.task_time_limit, return_when=FIRST_COMPLETED)
+        if not done:  # no decode finished for a whole task time limit: a decoder hangs
+            log.warning("no decode finished in %d s; stopping the decoders", self.settings.task_time_limit)
+            self._kill_pool()
+            done, _ = wait(list(self._inflight), return_when=FIRST_COMPLETED)
         broken = False
         failures: list[tuple[int, AudioError]] = []
         for future in done:
@@ -152,11 +157,17 @@ class LocalRunner:
         suspects = list(self._inflight.values())
         self._inflight.clear()
         log.warning("a decoder process died; retrying %d tracks one at a time", len(suspects))
-        self._pool.shutdown(cancel_futures=True)
-        self._pool = None
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
         for claim in suspects:
             try:
-                prepared = self.pool.submit(prepare_or_reason, claim.path, self.settings).result()
+                prepared = self.pool.submit(prepare_or_reason, claim.path, self.settings).result(
+                    timeout=self.settings.task_time_limit
+                )
+            except TimeoutError:
+                self._kill_pool()
+                outcome = AudioError(claim.path, f"timed out: decoding took longer than {self.settings.task_time_limit} s")
             except BrokenProcessPool:
                 self._pool.shutdown(cancel_futures=True)
                 self._pool = None
@@ -171,6 +182,13 @@ class LocalRunner:
                     self._ready_ids.append(claim.track_id)
                     continue
             self._record([(claim.track_id, outcome)])
+
+    def _kill_pool(self) -> None:
+        """End a pool whose decoders hang; its futures then fail with BrokenProcessPool."""
+        for process in list(self._pool._processes.values()):  # no public API before Python 3.14
+            process.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
 
     def _decide(self) -> None:
         if not self._ready:
