@@ -118,6 +118,7 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to head; safe when many processes start at once (a lock serialises them)."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter is not for users
     if current_revision(engine) == head_revision():
         return
     from alembic import command
