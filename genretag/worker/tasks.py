@@ -35,7 +35,10 @@ def load_once_per_process(**_: object) -> None:
     """Engine and model for this child process, before it takes any task."""
     settings = app_settings()
     dispose_engines()
-    get_engine(settings.database_url)
+    try:
+        get_engine(settings.database_url)
+    except OperationalError as exc:  # database down: tasks retry until it is back
+        log.warning("database not reachable at worker start (%s); tasks will retry", type(exc).__name__)
     classifier()
 
 
