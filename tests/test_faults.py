@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from badinput import BadInput, make_corpus
+from badinput import make_corpus
 from genretag.db.models import Prediction, Track
 
 BIN = Path(sys.executable).parent
@@ -190,11 +190,11 @@ def copy_clips(gtzan: Path, dest: Path, n: int) -> list[Path]:
 
 
 @contextmanager
-def celery_worker(env: dict[str, str], log: Path, name: str) -> Iterator[subprocess.Popen]:
+def celery_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     """A ``genretag worker`` process (Celery prefork), stopped (TERM, then KILL) afterwards."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [GENRETAG, "worker", "--loglevel", "info"], env={**env, "CELERY_HOSTNAME": name},
+            [GENRETAG, "worker", "--loglevel", "info"], env=env,
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -389,7 +389,7 @@ def one_worker(pg_schema_url, libraries, fake_ffmpeg, tmp_path_factory) -> Itera
             task_soft_time_limit=15, task_time_limit=30, decode_timeout=600, library_roots=libraries,
         )
         env["PATH"] = f"{fake_ffmpeg}{os.pathsep}{env['PATH']}"
-        with celery_worker(env, log, "one") as proc:
+        with celery_worker(env, log) as proc:
             wait_ready(proc, log)
             yield {"env": env, "proc": proc, "log": log, "url": pg_schema_url}
 
@@ -471,7 +471,7 @@ def four_workers(pg_schema_url, libraries, tmp_path_factory) -> Iterator[dict]:
     with private_queue(redis_url) as queue:
         env = genretag_env(database_url=pg_schema_url, broker_url=redis_url, task_queue=queue, workers=4,
                            library_roots=libraries)
-        with celery_worker(env, log, "four") as proc:
+        with celery_worker(env, log) as proc:
             wait_ready(proc, log)
             yield {"env": env, "proc": proc, "log": log, "url": pg_schema_url}
 
@@ -579,7 +579,7 @@ def test_redis_restart_mid_scan_then_a_rescan_completes_the_library(tmp_path, gt
     with private_redis() as redis_server:
         env = genretag_env(database_url=url, broker_url=redis_server["url"], task_queue="faults", workers=1,
                            task_soft_time_limit=8, task_time_limit=10, library_roots=root)
-        with celery_worker(env, tmp_path / "worker.log", "redis") as worker:
+        with celery_worker(env, tmp_path / "worker.log") as worker:
             wait_ready(worker, tmp_path / "worker.log")
             producer = subprocess.Popen([GENRETAG, "scan", str(root)], env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
@@ -618,7 +618,7 @@ def test_postgresql_stopped_while_workers_write_retries_and_records_once(tmp_pat
         env = genretag_env(database_url=pg["url"], broker_url=redis_url, task_queue=queue, workers=1,
                            library_roots=root)
         log = tmp_path / "worker.log"
-        with celery_worker(env, log, "pg") as worker:
+        with celery_worker(env, log) as worker:
             wait_ready(worker, log)
             proc = run_scan(env, root, "--no-wait", timeout=120)
             assert proc.returncode == 0, proc.stderr[-3000:]
@@ -650,7 +650,7 @@ def test_sigkill_of_the_whole_worker_mid_task_is_redelivered_after_the_visibilit
         env = genretag_env(database_url=pg_schema_url, broker_url=redis_url, task_queue=queue, workers=1,
                            task_soft_time_limit=15, task_time_limit=20, library_roots=libraries)  # visibility 100 s
         env["PATH"] = f"{fake_ffmpeg}{os.pathsep}{env['PATH']}"
-        with celery_worker(env, tmp_path / "first.log", "first") as first:
+        with celery_worker(env, tmp_path / "first.log") as first:
             wait_ready(first, tmp_path / "first.log")
             proc = run_scan(env, root, "--no-wait", timeout=120)  # no producer left waiting to resend
             assert proc.returncode == 0, proc.stderr[-3000:]
@@ -659,7 +659,7 @@ def test_sigkill_of_the_whole_worker_mid_task_is_redelivered_after_the_visibilit
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(10)
         started = time.monotonic()
-        with celery_worker(env, tmp_path / "second.log", "second") as second:
+        with celery_worker(env, tmp_path / "second.log") as second:
             wait_ready(second, tmp_path / "second.log")
             wait_until(lambda: settled(pg_schema_url, paths), 300, "redelivery to the second worker")
             waited = time.monotonic() - started
