@@ -670,3 +670,39 @@ def test_sigkill_of_the_whole_worker_mid_task_is_redelivered_after_the_visibilit
            f"{status}, attempt {attempts}, settled {waited:.0f} s after the kill", ok, **totals)
     assert (status, attempts) == ("done", 2), (status, error, attempts)
     assert totals == {"found": 3, "done": 3, "failed": 0, "lost": 0, "duplicated": 0}
+
+
+@pytest.mark.slow
+def test_a_hang_past_the_hard_time_limit_ends_failed_after_max_attempts(
+    pg_schema_url, libraries, fake_ffmpeg, gtzan_dir, redis_url, tmp_path
+) -> None:
+    """No soft limit to catch it: the pool process is killed at the hard limit, each time, until the
+    attempt count gives up, and the scan that queued it (not waiting) leaves nothing pending."""
+    root = libraries / "hard-limit"
+    clips = copy_clips(gtzan_dir, root, 1)
+    hang = write_m4a(root / "hang-hard.m4a")
+    paths = [str(clips[0]), str(hang)]
+    with private_queue(redis_url) as queue:
+        env = genretag_env(database_url=pg_schema_url, broker_url=redis_url, task_queue=queue, workers=1,
+                           max_attempts=2, task_soft_time_limit=0, task_time_limit=6, decode_timeout=600,
+                           library_roots=libraries)
+        env["PATH"] = f"{fake_ffmpeg}{os.pathsep}{env['PATH']}"
+        log = tmp_path / "worker.log"
+        with celery_worker(env, log) as worker:
+            wait_ready(worker, log)
+            proc = run_scan(env, root, "--no-wait", timeout=120)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            started = time.monotonic()
+            try:
+                wait_until(lambda: settled(pg_schema_url, paths), 150, "the hanging file to end")
+            except AssertionError:
+                pass
+            waited = time.monotonic() - started
+            kills = log.read_text().count("Hard time limit")
+    status, error, attempts = track_rows(pg_schema_url)[str(hang)]
+    totals = audit(pg_schema_url, paths)
+    ok = status == "failed" and "gave up after 2 attempts" in (error or "")
+    report("poison: decoder hangs past the hard time limit (no soft limit)", "killed each time, failed after 2 attempts",
+           f"{status} after {attempts} attempt(s), {kills} hard-limit kills, {waited:.0f} s: {error}", ok, **totals)
+    assert ok, (status, error, attempts, kills)
+    assert totals["lost"] == 0 and totals["duplicated"] == 0, totals

@@ -26,6 +26,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {"visibility_timeout": 2 * settings.task_time_limit + 60},
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # A process killed at the hard time limit is requeued too (Celery acks it by default, which
+        # left its track pending until a rescan); the attempt count ends a file that always hangs.
+        "task_acks_on_timeout": False,
         "worker_prefetch_multiplier": 1,
         "task_ignore_result": True,  # outcomes go to the database; nobody reads Celery results
         "result_backend": None,
