@@ -311,6 +311,32 @@ def test_scan_never_writes_to_music_files(bad_scan: dict) -> None:
     assert not changed
 
 
+def test_local_mode_survives_decoders_that_hang_or_crash(tmp_path, fake_ffmpeg, gtzan_dir) -> None:
+    """Local mode has no Celery time limit: the ffmpeg time-out ends a hang, and a decoder that kills
+    its pool process is isolated and recorded while the rest of the scan goes on."""
+    root = tmp_path / "library"
+    clips = copy_clips(gtzan_dir, root, 2)
+    hang, crash = write_m4a(root / "hang-local.m4a"), write_m4a(root / "crash-local.m4a")
+    paths = [str(p) for p in [*clips, hang, crash]]
+    url = f"sqlite:///{tmp_path / 'db' / 'genretag.sqlite3'}"
+    env = genretag_env(database_url=url, workers=2, decode_timeout=5)
+    env["PATH"] = f"{fake_ffmpeg}{os.pathsep}{env['PATH']}"
+    proc = run_scan(env, root, timeout=300)
+    rows, totals = track_rows(url), audit(url, paths)
+    expectations = ((hang, "ffmpeg timed out"), (crash, "crashed its process"))
+    for path, fragment in expectations:
+        status, error, _ = rows.get(str(path), (None, None, 0))
+        report(f"local mode: decoder {'hangs' if path == hang else 'kills its process'} ({path.name})",
+               f"failed ({fragment})", f"{status}: {error}", status == "failed" and fragment in (error or ""),
+               counted=False, **audit(url, [str(path)]))
+    report("local-mode scan with poison files", "exits 0, clips done, poison failed", f"exit {proc.returncode}",
+           proc.returncode == 0 and totals["done"] == 2, **totals)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for path, fragment in expectations:
+        assert rows[str(path)][0] == "failed" and fragment in rows[str(path)][1], rows[str(path)]
+    assert totals == {"found": 4, "done": 2, "failed": 2, "lost": 0, "duplicated": 0}
+
+
 # --- 4. security: secrets in errors --------------------------------------------------------
 
 
