@@ -64,7 +64,7 @@ def test_walk_follows_links_when_asked_without_looping(tmp_path: Path) -> None:
     assert found == ["linked/x.wav", "sub/y.flac"]
 
 
-def test_scan_diff_second_run_queues_nothing_then_touch_delete_and_new_model(
+def test_scan_diff_second_run_queues_nothing_then_touch_delete_new_model_and_force(
     library: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
     settings = settings_for(sqlite_url)
@@ -95,11 +95,13 @@ def test_scan_diff_second_run_queues_nothing_then_touch_delete_and_new_model(
     upgraded = scan(library, newer)
     assert (upgraded.counts.unchanged, upgraded.counts.queued, upgraded.counts.done) == (2, 2, 2)
     assert scan(library, newer).counts.queued == 0
+    forced = scan(library, newer, force=True)
+    assert (forced.counts.unchanged, forced.counts.queued, forced.counts.done) == (2, 2, 2)
     with session_scope(sqlite_url) as s:
         versions = s.scalars(select(Prediction.model_version).order_by(Prediction.model_version)).all()
         runs = s.scalars(select(ScanRun).order_by(ScanRun.id)).all()
-    assert versions.count("test-newer-model") == 2
-    assert [r.queued for r in runs] == [3, 0, 1, 2, 0]  # dry runs record no scan run
+    assert versions.count("test-newer-model") == 2  # forced again, still one prediction per track and model
+    assert [r.queued for r in runs] == [3, 0, 1, 2, 0, 2]  # dry runs record no scan run
     assert all(r.finished_at is not None for r in runs)
 
 
@@ -126,15 +128,6 @@ def test_scan_command_in_local_mode_records_bad_files_as_failed_and_goes_on(libr
     assert len(predictions) == 3
     assert all(p.segments_used > 0 and p.genre and 0 < p.confidence <= 1 for p in predictions)
     assert scan(library, settings_for(sqlite_url)).counts.queued == 0  # failed files stay failed until changed
-
-
-def test_force_queues_everything_again(library: Path, sqlite_url: str) -> None:
-    settings = settings_for(sqlite_url)
-    scan(library, settings)
-    forced = scan(library, settings, force=True)
-    assert (forced.counts.unchanged, forced.counts.queued, forced.counts.done) == (3, 3, 3)
-    with session_scope(sqlite_url) as s:
-        assert len(s.scalars(select(Prediction)).all()) == 3  # idempotent: still one per track and model
 
 
 def test_scan_refuses_roots_it_cannot_or_may_not_scan(library: Path, sqlite_url: str, tmp_path: Path) -> None:
