@@ -40,6 +40,10 @@ class AudioError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple[type[AudioError], tuple[str, str]]:
+        """Rebuild from (path, reason), so the error crosses process boundaries intact."""
+        return (type(self), (self.path, self.reason))
+
 
 @dataclass(frozen=True)
 class AudioInfo:

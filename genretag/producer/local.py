@@ -45,18 +45,6 @@ def ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def prepare_or_reason(path: str, settings: Settings) -> PreparedTrack | str:
-    """:func:`prepare` in a pool process; a bad file comes back as its reason.
-
-    Returned, not raised: ``AudioError(path, reason)`` does not survive pickling (its ``args``
-    hold one message), and an unpicklable result would break the whole pool.
-    """
-    try:
-        return prepare(path, settings)
-    except AudioError as exc:
-        return exc.reason
-
-
 class LocalRunner:
     """Takes track ids (already pending in the database) and classifies them with a process pool."""
 
@@ -97,7 +85,7 @@ class LocalRunner:
             if claim is None:
                 self.on_finish("skipped")
                 continue
-            self._inflight[self.pool.submit(prepare_or_reason, claim.path, self.settings)] = claim
+            self._inflight[self.pool.submit(prepare, claim.path, self.settings)] = claim
 
     def drain(self) -> None:
         """Wait for every submitted track and record the last partial batch."""
@@ -138,11 +126,11 @@ class LocalRunner:
                 broken = True
                 self._inflight[future] = claim  # retried in isolation below
                 continue
+            except AudioError as exc:
+                failures.append((claim.track_id, exc))
+                continue
             except Exception as exc:  # noqa: BLE001 - recorded, the scan goes on
                 failures.append((claim.track_id, job.failure_of(claim.path, exc)))
-                continue
-            if isinstance(prepared, str):
-                failures.append((claim.track_id, AudioError(claim.path, prepared)))
                 continue
             self._ready.append(prepared)
             self._ready_ids.append(claim.track_id)
@@ -162,7 +150,7 @@ class LocalRunner:
             self._pool = None
         for claim in suspects:
             try:
-                prepared = self.pool.submit(prepare_or_reason, claim.path, self.settings).result(
+                prepared = self.pool.submit(prepare, claim.path, self.settings).result(
                     timeout=self.settings.task_time_limit
                 )
             except TimeoutError:
@@ -172,15 +160,14 @@ class LocalRunner:
                 self._pool.shutdown(cancel_futures=True)
                 self._pool = None
                 outcome = AudioError(claim.path, "the decoder crashed its process on this file")
+            except AudioError as exc:
+                outcome = exc
             except Exception as exc:  # noqa: BLE001
                 outcome = job.failure_of(claim.path, exc)
             else:
-                if isinstance(prepared, str):
-                    outcome = AudioError(claim.path, prepared)
-                else:
-                    self._ready.append(prepared)
-                    self._ready_ids.append(claim.track_id)
-                    continue
+                self._ready.append(prepared)
+                self._ready_ids.append(claim.track_id)
+                continue
             self._record([(claim.track_id, outcome)])
 
     def _kill_pool(self) -> None:
