@@ -312,18 +312,19 @@ def test_scan_never_writes_to_music_files(bad_scan: dict) -> None:
 
 
 def test_local_mode_survives_decoders_that_hang_or_crash(tmp_path, fake_ffmpeg, gtzan_dir) -> None:
-    """Local mode has no Celery time limit: the ffmpeg time-out ends a hang, and a decoder that kills
-    its pool process is isolated and recorded while the rest of the scan goes on."""
+    """Local mode has no Celery: its own task time limit ends a decoder that hangs (the ffmpeg time-out
+    is set far beyond it), and a decoder that kills its pool process is isolated and recorded, while
+    the rest of the scan goes on."""
     root = tmp_path / "library"
     clips = copy_clips(gtzan_dir, root, 2)
     hang, crash = write_m4a(root / "hang-local.m4a"), write_m4a(root / "crash-local.m4a")
     paths = [str(p) for p in [*clips, hang, crash]]
     url = f"sqlite:///{tmp_path / 'db' / 'genretag.sqlite3'}"
-    env = genretag_env(database_url=url, workers=2, decode_timeout=5)
+    env = genretag_env(database_url=url, workers=2, decode_timeout=600, task_time_limit=6)
     env["PATH"] = f"{fake_ffmpeg}{os.pathsep}{env['PATH']}"
     proc = run_scan(env, root, timeout=300)
     rows, totals = track_rows(url), audit(url, paths)
-    expectations = ((hang, "ffmpeg timed out"), (crash, "crashed its process"))
+    expectations = ((hang, "timed out"), (crash, "crashed its process"))
     for path, fragment in expectations:
         status, error, _ = rows.get(str(path), (None, None, 0))
         report(f"local mode: decoder {'hangs' if path == hang else 'kills its process'} ({path.name})",
@@ -335,6 +336,20 @@ def test_local_mode_survives_decoders_that_hang_or_crash(tmp_path, fake_ffmpeg, 
     for path, fragment in expectations:
         assert rows[str(path)][0] == "failed" and fragment in rows[str(path)][1], rows[str(path)]
     assert totals == {"found": 4, "done": 2, "failed": 2, "lost": 0, "duplicated": 0}
+    assert not orphans(hang), "a killed decoder left its ffmpeg running"
+
+
+def orphans(path: Path) -> list[int]:
+    """Processes still decoding ``path`` (after the process that started them was killed), given a moment."""
+    time.sleep(1.0)
+    found = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            if str(path).encode() in Path(cmdline).read_bytes():
+                found.append(int(cmdline.split("/")[2]))
+        except OSError:
+            continue
+    return found
 
 
 # --- 4. security: secrets in errors --------------------------------------------------------
@@ -732,3 +747,4 @@ def test_a_hang_past_the_hard_time_limit_ends_failed_after_max_attempts(
            f"{status} after {attempts} attempt(s), {kills} hard-limit kills, {waited:.0f} s: {error}", ok, **totals)
     assert ok, (status, error, attempts, kills)
     assert totals["lost"] == 0 and totals["duplicated"] == 0, totals
+    assert not orphans(hang), "a worker killed at the hard limit left its ffmpeg running"
