@@ -334,8 +334,8 @@ def test_local_mode_survives_decoders_that_hang_or_crash(tmp_path, fake_ffmpeg, 
            proc.returncode == 0 and totals["done"] == 2, **totals)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for path, fragment in expectations:
-        assert rows[str(path)][0] == "failed" and fragment in rows[str(path)][1], rows[str(path)]
-    assert totals == {"found": 4, "done": 2, "failed": 2, "lost": 0, "duplicated": 0}
+        assert rows[str(path)][0] == "failed" and fragment in rows[str(path)][1], (rows, proc.stderr[-3000:])
+    assert totals == {"found": 4, "done": 2, "failed": 2, "lost": 0, "duplicated": 0}, (rows, proc.stderr[-3000:])
     assert not orphans(hang), "a killed decoder left its ffmpeg running"
 
 
