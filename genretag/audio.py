@@ -9,6 +9,7 @@ raises :class:`AudioError`, which names the file and the reason in one line.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import shutil
@@ -209,7 +210,7 @@ def _ffmpeg_decode(path: str | os.PathLike[str], sr: int, timeout: float | None 
         timeout = get_settings().decode_timeout
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", os.fspath(path), "-f", "f32le", "-ac", "1", "-ar", str(sr), "-"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, preexec_fn=_die_with_parent)
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, preexec_fn=functools.partial(_die_with_parent, os.getpid()))
     except subprocess.TimeoutExpired:
         raise AudioError(path, f"ffmpeg timed out after {timeout:.0f} s") from None
     if proc.returncode != 0:
@@ -221,11 +222,13 @@ def _ffmpeg_decode(path: str | os.PathLike[str], sr: int, timeout: float | None 
     return y
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """In the ffmpeg child: be killed when the decoding process dies (a time limit or a crash killed
     it), instead of decoding on, orphaned, for nobody. Linux only; elsewhere a no-op."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died between the fork and the prctl
+            os._exit(1)
 
 
 def _sf_reason(exc: Exception) -> str:
