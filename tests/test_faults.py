@@ -6,7 +6,9 @@ ended done or failed with a reason, none is lost (left pending or never recorded
 predictions from one model. Each test also appends rows to the file named by
 ``GENRETAG_FAULT_REPORT`` when set; ``bench/faults.py`` prints them as one table.
 
-The slow faults (2-hour file, Redis and PostgreSQL restarts) run with ``--run-slow``.
+The slow faults run with ``--run-slow``: the 2-hour file, Redis restarted and PostgreSQL stopped
+mid-scan (private servers), a whole worker SIGKILLed (redelivery by the visibility timeout), a
+decoder hang past the hard time limit, and local mode's own time limit on a hanging decoder.
 """
 
 from __future__ import annotations
@@ -65,14 +67,13 @@ def audit(database_url: str, expected_paths: list[str]) -> dict[str, int]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(Track.path, Track.status)).all()
-            dup_predictions = conn.scalar(
-                select(func.coalesce(func.sum(text("n") ), 0)).select_from(
-                    select((func.count() - 1).label("n"))
-                    .select_from(Prediction)
-                    .group_by(Prediction.track_id, Prediction.model_version)
-                    .subquery()
-                )
+            extra = (
+                select((func.count() - 1).label("n"))
+                .select_from(Prediction)
+                .group_by(Prediction.track_id, Prediction.model_version)
+                .subquery()
             )
+            dup_predictions = conn.scalar(select(func.coalesce(func.sum(extra.c.n), 0)))
     finally:
         engine.dispose()
     by_path: dict[str, list[str]] = {}
