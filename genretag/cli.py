@@ -177,33 +177,35 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 
 @cli.command()
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
-@click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.model.ARCHITECTURES); sets its default recipe.")
+@click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.model.ARCHITECTURES).")
+@click.option("--recipe", "recipe_name", type=click.Choice(["seed", "ours"]), default="seed", show_default=True, help="Training settings to start from (genretag.training.train.RECIPES); options below override them.")
 @click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Bundle to write [default: genretag-ARCH.genretag].")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="With --folds: write the CV summary JSON here.")
-@click.option("--epochs", type=click.IntRange(1), help="Maximum epochs (exact epochs with --fit-all).")
+@click.option("--epochs", type=click.IntRange(1), help="Maximum epochs (exact epochs with --no-early-stopping).")
 @click.option("--patience", type=click.IntRange(1), help="Early-stopping patience in epochs.")
 @click.option("--batch-size", type=click.IntRange(1))
 @click.option("--learning-rate", type=float)
 @click.option("--balance", type=click.Choice(["weights", "sampling"]), help="Class weights or class-balanced batches.")
 @click.option("--mixup", type=float, help="Mixup Beta alpha; 0 disables.")
 @click.option("--label-smoothing", type=float)
+@click.option("--cosine/--no-cosine", default=None, help="Cosine learning-rate decay over --epochs.")
 @click.option("--augment/--no-augment", default=None, help="Roll, masks and noise on training segments.")
 @click.option("--excerpts/--no-excerpts", default=None, help="Use excerpts/ as extra training material [default: yes].")
-@click.option("--fit-all", is_flag=True, help="Train on train+valid tracks for exactly --epochs, no early stopping; never test.")
+@click.option("--early-stopping/--no-early-stopping", default=None, help="Stop on validation tracks, or train on train+valid tracks (all fold tracks in CV) for exactly --epochs; never test.")
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
 @click.option("--seed", type=int, help="Random seed.")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
 @click.pass_context
-def train(ctx: click.Context, data: Path, arch: str, folds: int | None, out: Path | None, report: Path | None,
-          fit_all: bool, splits: Path | None, **overrides: object) -> None:
+def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: int | None, out: Path | None,
+          report: Path | None, splits: Path | None, **overrides: object) -> None:
     """Train a model on GTZAN (split by track), or cross-validate one with --folds."""
     from genretag.model import ARCHITECTURES
     from genretag.training.train import cross_validate, recipe, train_model
 
     if arch not in ARCHITECTURES:
         raise click.BadParameter(f"known: {', '.join(ARCHITECTURES)}", param_hint="--arch")
-    config = recipe(arch).replace(**overrides)
+    config = recipe(recipe_name, arch).replace(**overrides)
     dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
     verbose = 1 if sys.stdout.isatty() else 2
     if folds:
@@ -217,7 +219,7 @@ def train(ctx: click.Context, data: Path, arch: str, folds: int | None, out: Pat
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_text(json.dumps(summary, indent=2) + "\n")
         return
-    result = train_model(dataset, tracks, excerpts, config, fit_all, verbose)
+    result = train_model(dataset, tracks, excerpts, config, verbose)
     path = result.bundle.save(out or Path(f"genretag-{arch}.genretag"))
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {result.bundle.version}, "
                f"{len(result.history['loss'])} epochs (best {result.best_epoch})")
