@@ -90,14 +90,16 @@ def prepare(path: str | os.PathLike[str], settings: Settings, params: FeaturePar
 
 
 def vote(probabilities: np.ndarray, labels: Sequence[str]) -> tuple[str, dict[str, int], dict[str, float]]:
-    """Majority vote of segment argmaxes; a tie goes to the genre with the higher mean probability.
+    """Soft vote: the genre with the highest mean segment probability; segment argmaxes are counted too.
 
-    Returns the genre, the votes per genre and the mean probability per genre.
+    Averaging probabilities is steadier than counting argmaxes when only K windows of a long track
+    are heard: bench/agreement.py measured it agreeing with the all-segments decision more often at
+    every K, with the same GTZAN accuracy. Returns the genre, the votes (segments won) per genre and
+    the mean probability per genre.
     """
     counts = np.bincount(probabilities.argmax(axis=1), minlength=len(labels))
     mean = probabilities.mean(axis=0)
-    tied = np.flatnonzero(counts == counts.max())
-    winner = int(tied[np.argmax(mean[tied])])
+    winner = int(np.argmax(mean))
     return (
         labels[winner],
         {label: int(c) for label, c in zip(labels, counts)},

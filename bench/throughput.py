@@ -1,0 +1,416 @@
+"""Throughput on a real library: the naive pipeline against genretag, in one run.
+
+Modes (each in a fresh process, so memory and TensorFlow state never leak between them):
+
+* ``naive``      baseline, not the product: ``librosa.load`` of the whole file, MFCC of every 3-s
+                 segment one by one, ``model.predict`` per track; one process, as such scripts run.
+* ``direct``     genretag's own path in process: ``classify.prepare`` in a pool of decode processes
+                 while the main process runs ``Classifier.decide`` on batches (overlap of I/O and
+                 compute), and ``direct-serial`` the same without overlap (decode a batch, wait,
+                 infer it); the pair shows what the overlap is worth.
+* ``local``      ``genretag scan`` in local mode on a temporary SQLite file (the product command).
+* ``celery``     ``genretag scan`` enqueueing to a real Celery worker subprocess (2 processes) on a
+                 dedicated Redis db, results in a temporary SQLite file.
+
+Printed per mode: tracks/s, audio hours per hour, ratio against naive, share of the time spent
+decoding (where the mode can be instrumented), and each process's peak RSS. ``--memory`` also
+runs the memory check: one Celery worker process classifying 100 real tracks ten times over,
+its RSS after each 100 classifications.
+
+    python bench/throughput.py [--library /work/music-full] [--limit N] [--modes naive direct ...] [--memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_LIBRARY = REPO.parent / "music-full"
+MODES = ("naive", "direct", "direct-serial", "local", "celery")
+
+
+@dataclass
+class Run:
+    """What one mode did: wall time, tracks, time split, peak RSS per process (MB)."""
+
+    mode: str
+    wall: float = 0.0
+    tracks: int = 0
+    failed: int = 0
+    decode_seconds: float = 0.0  # summed over processes
+    busy_seconds: float = 0.0  # CPU s in decode + features + inference, summed over processes; 0 if unknown
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+# --- process facts -------------------------------------------------------------------------------
+
+
+def status_kb(pid: int | str, key: str) -> float:
+    """A ``/proc/<pid>/status`` field in kB (VmRSS, VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return float(line.split()[1])
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid``."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids = (task / "children").read_text().split()
+        out.extend(int(k) for k in kids)
+    return out
+
+
+def audio_files(root: Path) -> list[str]:
+    from genretag.audio import AUDIO_EXTENSIONS
+
+    return sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def durations(paths: Sequence[str]) -> dict[str, float]:
+    from genretag.audio import AudioError, probe
+
+    out = {}
+    for p in paths:
+        try:
+            out[p] = probe(p).duration
+        except AudioError:
+            out[p] = 0.0
+    return out
+
+
+# --- naive baseline ------------------------------------------------------------------------------
+
+
+def run_naive(paths: Sequence[str], model_path: str, threads: int) -> Run:
+    """The seed script's way: decode everything, MFCC segment by segment, ``model.predict`` per track."""
+    import librosa
+    import numpy as np
+
+    from genretag.features import FEATURES as P
+    from genretag.model import configure_tensorflow, load_bundle
+
+    configure_tensorflow(threads)
+    bundle = load_bundle(model_path)
+    run = Run("naive")
+    t0 = time.perf_counter()
+    for path in paths:
+        a = time.process_time()
+        try:
+            y, _ = librosa.load(path, sr=P.sr, mono=True)
+        except Exception:  # noqa: BLE001 - the naive script skips what it cannot read
+            run.failed += 1
+            continue
+        run.decode_seconds += time.process_time() - a
+        maps = []
+        n = P.segment_samples
+        for i in range(len(y) // n):
+            m = librosa.feature.mfcc(y=y[i * n: (i + 1) * n], sr=P.sr, n_mfcc=P.n_mfcc, n_fft=P.n_fft,
+                                     hop_length=P.hop_length).T
+            if len(m) == P.n_frames:
+                maps.append(m)
+        if maps:
+            bundle.model.predict(bundle.normalise(np.array(maps, np.float32)), verbose=0)
+            run.tracks += 1
+        else:
+            run.failed += 1
+        run.busy_seconds += time.process_time() - a
+    run.wall = time.perf_counter() - t0
+    run.peak_rss_mb["main"] = status_kb("self", "VmHWM") / 1024
+    return run
+
+
+# --- genretag in process: prepare in a pool, decide in batches -----------------------------------
+
+
+_decode_seconds = 0.0
+
+
+def _timed(fn: Callable) -> Callable:
+    def wrapper(*args, **kwargs):
+        global _decode_seconds
+        t0 = time.process_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _decode_seconds += time.process_time() - t0
+
+    return wrapper
+
+
+def _instrument_decoding() -> None:
+    """Pool initializer: count CPU time inside the decoder entry points that ``prepare`` calls."""
+    from genretag import audio
+
+    for name in ("probe", "load", "load_windows"):
+        setattr(audio, name, _timed(getattr(audio, name)))
+
+
+def _prepare_timed(job: tuple[str, object]) -> tuple[object | None, float, float]:
+    """(PreparedTrack or None, decode CPU s, total CPU s) for one file."""
+    from genretag.audio import AudioError
+    from genretag.classify import prepare
+
+    global _decode_seconds
+    path, settings = job
+    _decode_seconds = 0.0
+    t0 = time.process_time()
+    try:
+        track = prepare(path, settings)
+    except AudioError:
+        track = None
+    return track, _decode_seconds, time.process_time() - t0
+
+
+def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
+    """``prepare`` in ``settings.worker_count`` processes; ``decide`` in batches in this one."""
+    from genretag.classify import Classifier
+
+    run = Run("direct" if overlap else "direct-serial")
+    ctx = mp.get_context("spawn")  # decode processes never inherit TensorFlow's threads
+    with ProcessPoolExecutor(settings.worker_count, mp_context=ctx, initializer=_instrument_decoding) as pool:
+        list(pool.map(time.sleep, [0.2] * settings.worker_count))  # start the processes before timing
+        classifier = Classifier.load(settings)
+        classifier.decide([])
+        infer = 0.0
+        t0 = time.perf_counter()
+        jobs = [(p, settings) for p in paths]
+        batch: list = []
+
+        def flush() -> None:
+            nonlocal infer
+            if batch:
+                a = time.process_time()
+                classifier.decide(batch)
+                infer += time.process_time() - a
+                run.tracks += len(batch)
+                batch.clear()
+
+        size = settings.batch_tracks
+        chunks = [jobs] if overlap else [jobs[i: i + size] for i in range(0, len(jobs), size)]
+        for chunk in chunks:
+            for track, decode_s, total_s in pool.map(_prepare_timed, chunk):
+                run.decode_seconds += decode_s
+                run.busy_seconds += total_s
+                if track is None:
+                    run.failed += 1
+                    continue
+                batch.append(track)
+                if len(batch) >= size:
+                    flush()
+            flush()
+        run.wall = time.perf_counter() - t0
+        run.busy_seconds += infer
+        for i, pid in enumerate(pool._processes):  # noqa: SLF001 - the pids, to read their peak RSS
+            run.peak_rss_mb[f"decoder{i + 1}"] = status_kb(pid, "VmHWM") / 1024
+    run.peak_rss_mb["main"] = status_kb("self", "VmHWM") / 1024
+    run.note = f"{settings.worker_count} decode processes, batches of {size} tracks, TF {settings.threads_per_worker} thread(s)"
+    return run
+
+
+# --- the product commands ------------------------------------------------------------------------
+
+
+def run_scan(paths_root: Path, mode: str, settings, redis_url: str) -> Run:
+    """``genretag scan`` on a temporary SQLite file, locally or through a Celery worker subprocess."""
+    run = Run(mode)
+    tmp = Path(tempfile.mkdtemp(prefix=f"genretag-bench-{mode}-"))
+    env = {**os.environ, "GENRETAG_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
+           "GENRETAG_WORKERS": str(settings.worker_count), "GENRETAG_WINDOWS": str(settings.windows),
+           "GENRETAG_SEGMENTS": settings.segments, "GENRETAG_FOLLOW_SYMLINKS": "1"}  # --limit links files
+    worker = None
+    if mode == "celery":
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+        env["GENRETAG_BROKER_URL"] = redis_url
+        worker = subprocess.Popen([sys.executable, "-m", "genretag.cli", "worker", "--loglevel", "warning"],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "w"))
+        _wait_for_workers(worker.pid, settings.worker_count, timeout=120)
+    scan = [sys.executable, "-m", "genretag.cli", "scan", str(paths_root)]
+    t0 = time.perf_counter()
+    peak: dict[int, float] = {}
+    proc = subprocess.Popen(scan, env=env, stdout=open(tmp / "scan.log", "w"), stderr=subprocess.STDOUT)
+    watched = worker.pid if worker else proc.pid
+    while proc.poll() is None:
+        for pid in [watched, *children(watched)]:
+            try:
+                if pid == watched or b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    peak[pid] = max(peak.get(pid, 0.0), status_kb(pid, "VmHWM") / 1024)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        time.sleep(0.2)
+    run.wall = time.perf_counter() - t0
+    if worker:
+        worker.terminate()
+        worker.wait(30)
+    if proc.returncode != 0:
+        run.note = f"scan exited {proc.returncode}; see {tmp / 'scan.log'}"
+    counts = _db_counts(env["GENRETAG_DATABASE_URL"])
+    run.tracks, run.failed = counts
+    run.peak_rss_mb = {("main" if pid == watched else f"child{i}"): mb for i, (pid, mb) in enumerate(peak.items())}
+    run.note = (run.note or "wall includes process start and model load") + f"; db {tmp}"
+    return run
+
+
+def _wait_for_workers(pid: int, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(children(pid)) < n:
+        time.sleep(0.5)
+    time.sleep(3)  # let the pool processes load the model
+
+
+def _db_counts(url: str) -> tuple[int, int]:
+    """(classified, failed) tracks in a scan's database."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        ok = conn.execute(text("SELECT count(*) FROM predictions")).scalar_one()
+        bad = conn.execute(text("SELECT count(*) FROM tracks WHERE status = 'failed'")).scalar_one()
+    engine.dispose()
+    return int(ok), int(bad)
+
+
+# --- memory check --------------------------------------------------------------------------------
+
+
+def memory_check(paths: Sequence[str], lengths: dict[str, float], settings, redis_url: str,
+                 per_scan: int = 100, scans: int = 10) -> list[tuple[int, float, int]]:
+    """RSS of the one process of a Celery worker (concurrency 1) after every ``per_scan`` classifications.
+
+    The worker classifies ``per_scan`` real tracks (at least 5 s long) again and again through
+    ``genretag scan --force``, so it runs the product's task path, database writes included.
+    Returns (classifications so far, RSS MB, pid of the pool process) after each scan.
+    """
+    import re
+
+    import redis
+
+    chosen = [p for p in paths if lengths[p] >= 5.0][:per_scan]
+    tmp = Path(tempfile.mkdtemp(prefix="genretag-bench-memory-"))
+    lib = tmp / "library"
+    lib.mkdir()
+    for i, p in enumerate(chosen):
+        (lib / f"{i:04d}-{Path(p).name}").symlink_to(p)
+    env = {**os.environ, "GENRETAG_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}", "GENRETAG_WORKERS": "1",
+           "GENRETAG_BROKER_URL": redis_url, "GENRETAG_FOLLOW_SYMLINKS": "1",
+           "GENRETAG_WINDOWS": str(settings.windows), "GENRETAG_SEGMENTS": settings.segments}
+    redis.Redis.from_url(redis_url).flushdb()
+    worker = subprocess.Popen([sys.executable, "-m", "genretag.cli", "worker", "--loglevel", "warning"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "w"))
+    out = []
+    try:
+        _wait_for_workers(worker.pid, 1, timeout=120)
+        done = 0
+        for _ in range(scans):
+            proc = subprocess.run([sys.executable, "-m", "genretag.cli", "scan", "--force", str(lib)], env=env,
+                                  capture_output=True, text=True, check=True)
+            found = re.search(r"(\d+) done, (\d+) failed", proc.stdout + proc.stderr)
+            done += int(found.group(1)) + int(found.group(2)) if found else len(chosen)
+            (pid,) = children(worker.pid)
+            out.append((done, status_kb(pid, "VmRSS") / 1024, pid))
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    shutil.rmtree(tmp)
+    return out
+
+
+# --- driver --------------------------------------------------------------------------------------
+
+
+def in_child(fn: Callable, *args):
+    """Run ``fn(*args)`` in a fresh spawned process and return its result."""
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--library", type=Path, default=DEFAULT_LIBRARY)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N files (quick checks)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory", action="store_true", help="also the 100 / 1,000 classifications RSS check")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="a Redis db used only by this bench")
+    args = parser.parse_args()
+
+    from genretag.config import get_settings
+
+    settings = get_settings().replace(workers=args.workers)
+    paths = audio_files(args.library)[: args.limit or None]
+    root = args.library
+    if args.limit:  # the scan commands take a folder: link the subset into one
+        root = Path(tempfile.mkdtemp(prefix="genretag-bench-lib-"))
+        for i, p in enumerate(paths):
+            (root / f"{i:04d}-{Path(p).name}").symlink_to(p)
+    lengths = durations(paths)
+    total_audio = sum(lengths.values())
+    print(f"library {args.library}: {len(paths)} files, {total_audio / 3600:.2f} h of audio; "
+          f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; model {settings.model_path.name}; "
+          f"segments {settings.segments}, K={settings.windows}", flush=True)
+
+    runs: list[Run] = []
+    for mode in args.modes:
+        print(f"  running {mode} ...", file=sys.stderr, flush=True)
+        if mode == "naive":
+            run = in_child(run_naive, paths, str(settings.model_path), 1)
+        elif mode in ("direct", "direct-serial"):
+            run = in_child(run_direct, paths, settings, mode == "direct")
+        else:
+            run = run_scan(root, mode, settings, args.redis_url)
+        runs.append(run)
+    report(runs, total_audio)
+    if args.memory:
+        print("\nmemory check: one Celery worker process (concurrency 1), `genretag scan --force` of 100 real tracks, "
+              "repeated", flush=True)
+        marks = memory_check(paths, lengths, settings, args.redis_url)
+        for done, mb, pid in marks:
+            print(f"  after {done:>5} classifications: RSS {mb:6.0f} MB (pid {pid})")
+        first, last = marks[0][1], marks[-1][1]
+        print(f"  growth from {marks[0][0]} to {marks[-1][0]}: {100 * (last - first) / first:+.1f}% "
+              f"(limit +10%: {'met' if last <= 1.1 * first else 'NOT met'}); "
+              f"same process throughout: {len({pid for _, _, pid in marks}) == 1}")
+    if args.limit:
+        shutil.rmtree(root)
+
+
+def report(runs: Sequence[Run], total_audio: float) -> None:
+    """One line per mode; every mode handles every file, so audio hours per hour use the library total."""
+    base = next((r for r in runs if r.mode == "naive" and r.wall), None)
+    print()
+    print("tracks/s counts every file handled (classified or failed: too short, silent, unreadable)")
+    print(f"{'mode':<14}{'tracks':>7}{'failed':>7}{'wall s':>9}{'tracks/s':>9}{'audio h/h':>10}"
+          f"{'x naive':>8}{'cpu s':>7}{'decode':>8}  peak RSS MB")
+    for r in runs:
+        tps = (r.tracks + r.failed) / r.wall if r.wall else 0.0  # files handled, classified or not
+        ratio = f"{tps / ((base.tracks + base.failed) / base.wall):.1f}" if base else "-"
+        share = f"{r.decode_seconds / r.busy_seconds:.0%}" if r.busy_seconds else "-"
+        cpu = f"{r.busy_seconds:.0f}" if r.busy_seconds else "-"
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in r.peak_rss_mb.items())
+        print(f"{r.mode:<14}{r.tracks:>7}{r.failed:>7}{r.wall:>9.1f}{tps:>9.2f}{total_audio / r.wall if r.wall else 0:>10.0f}"
+              f"{ratio:>8}{cpu:>7}{share:>8}  {rss}")
+    for r in runs:
+        if r.note:
+            print(f"  {r.mode}: {r.note}")
+
+
+if __name__ == "__main__":
+    main()
