@@ -273,10 +273,16 @@ def test_scan_of_bad_input_completes(bad_scan: dict) -> None:
 
 def test_each_bad_input_ends_with_a_clear_outcome(bad_scan: dict) -> None:
     rows = track_rows(bad_scan["url"])
+    engine = create_engine(bad_scan["url"])
+    with engine.connect() as conn:
+        durations = dict(conn.execute(select(Track.path, Track.duration)).tuples().all())
+    engine.dispose()
     wrong = []
     for case in bad_scan["cases"]:
         status, error, _ = rows.get(str(case.path), (None, None, 0))
         actual = "no track (walked past)" if status is None else f"{status}" + (f": {error}" if error else "")
+        if status == "done":
+            actual += f" ({durations[str(case.path)]:.0f} s of audio)"
         ok = case.matches(status, error)
         expected = case.expect + (f" ({case.reason})" if case.reason else "")
         if case.path.is_symlink() and case.expect == "walked" and status is None:
