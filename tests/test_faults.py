@@ -539,6 +539,7 @@ def four_workers(pg_schema_url, libraries, tmp_path_factory) -> Iterator[dict]:
 def test_forced_rescan_racing_a_scan_on_four_workers_keeps_one_prediction_each(four_workers: dict, libraries, gtzan_dir) -> None:
     root = libraries / "race"
     paths = [str(p) for p in copy_clips(gtzan_dir, root, 12)]
+    before = snapshot(root)
     env = four_workers["env"]
     command = [GENRETAG, "scan", str(root)]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -553,8 +554,13 @@ def test_forced_rescan_racing_a_scan_on_four_workers_keeps_one_prediction_each(f
     ok = codes == [0, 0] and not errors and totals["done"] == len(paths) and totals["duplicated"] == 0
     report("scan + forced rescan racing on 4 worker processes", "both exit 0, all done, 1 prediction per track",
            f"exits {codes}, {len(errors)} constraint errors", ok, **totals)
+    after = snapshot(root)
+    changed = [p for p, v in before.items() if after.get(p) != v]
+    report("music files after 2 scans by 4 Celery workers", "bytes and mtimes unchanged", f"{len(changed)} changed",
+           not changed)
     assert codes == [0, 0], [o[1][-2000:] for o in outs]
     assert not errors, errors[:5]
+    assert not changed, changed
     assert totals == {"found": 12, "done": 12, "failed": 0, "lost": 0, "duplicated": 0}
 
 
