@@ -162,6 +162,10 @@ def fit(
     started = time.monotonic()
     hist = model.fit(batches, validation_data=validation, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    # A fresh, uncompiled copy: the bundle then holds the weights without the optimizer's state (a third the size).
+    trained = build(config.architecture, FEATURES.shape, n_classes)
+    trained.set_weights(model.get_weights())
+    model = trained
     best = int(np.argmin(history["val_loss"])) + 1 if valid else len(history["loss"])
     bundle = ModelBundle(
         model=model,
