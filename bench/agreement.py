@@ -97,13 +97,14 @@ def cached_features(paths: Sequence[str], settings: Settings, cache: Path, jobs:
     }, sort_keys=True)
     name = "-".join(f"{k}{v}" for k, v in plan.items())
     file = cache / f"{name}-{hashlib.sha256(key_src.encode()).hexdigest()[:12]}.npz"
+    reuse = [every is not None and plan_windows(_duration(p), settings) is None for p in paths]
     if file.exists():
         with np.load(file) as z:
             ok, offsets, flat = z["ok"], z["offsets"], z["maps"]
-        maps = [flat[a:b] if good else None for good, a, b in zip(ok, offsets[:-1], offsets[1:])]
+        maps = [every.maps[i] if r else (flat[a:b] if good else None)
+                for i, (r, good, a, b) in enumerate(zip(reuse, ok, offsets[:-1], offsets[1:]))]
         return FeatureSet(list(paths), maps)
     print(f"  decoding {len(paths)} files for {name} ...", file=sys.stderr, flush=True)
-    reuse = [every is not None and plan_windows(_duration(p), settings) is None for p in paths]
     with ProcessPoolExecutor(jobs) as pool:
         fresh = iter(pool.map(_prepare_maps, [(p, settings) for p, r in zip(paths, reuse) if not r], chunksize=2))
         maps = [every.maps[i] if r else next(fresh) for i, r in enumerate(reuse)]
@@ -182,8 +183,7 @@ def main() -> None:
     # Decode everything first (worker processes, no TensorFlow), then load the model once.
     lib_all = cached_features(paths, base.replace(segments="all"), cache, args.jobs)
     gz_all = cached_features(clip_paths, base.replace(segments="all"), cache, args.jobs)
-    long_mask = [m is not None and plan_windows(_duration(p), base) is not None
-                 for p, m in zip(paths, lib_all.maps)]
+    long_mask = [m is not None and _duration(p) >= base.spread_min_seconds for p, m in zip(paths, lib_all.maps)]
     grid = [(k, e) for e in args.edges for k in args.windows]
     lib_k = {(k, e): cached_features(paths, base.replace(segments="spread", windows=k, edge_seconds=e), cache,
                                      args.jobs, lib_all) for k, e in grid}
@@ -199,8 +199,8 @@ def main() -> None:
     n_long = sum(long_mask)
     failed = sum(m is None for m in lib_all.maps)
     print(f"model {base.model_path.name} version {decider.bundle.version}")
-    print(f"real library {args.library}: {len(paths)} files, {n_long} long (>= {base.spread_min_seconds:g} s, "
-          f"windows apply), {failed} unclassifiable (too short or silent)")
+    print(f"real library {args.library}: {len(paths)} files, {n_long} long (>= {base.spread_min_seconds:g} s: "
+          f"windows apply if they hold more than K segments), {failed} unclassifiable (too short or silent)")
     print(f"GTZAN valid clips: {len(clips)}; all-segments accuracy: "
           + ", ".join(f"{rule} rule {accuracy(gz_ref[rule], truth):.1%}" for rule in RULES))
     print()

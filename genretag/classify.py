@@ -57,10 +57,11 @@ def plan_windows(duration: float, settings: Settings, params: FeatureParams = FE
     """Start times (s) of the windows to vote over, or ``None`` to use every segment.
 
     Long tracks get ``settings.windows`` windows spread evenly between ``edge_seconds`` from each
-    end (intros and fade-outs say little about genre); short tracks and ``segments == "all"`` use
-    all segments, as training does.
+    end; short tracks and ``segments == "all"`` use all segments, as training does. So does a track
+    holding no more segments than there are windows: decoding it whole costs no more and is exact.
     """
-    if settings.segments == "all" or duration < settings.spread_min_seconds:
+    whole = max(settings.spread_min_seconds, settings.windows * params.segment_seconds)
+    if settings.segments == "all" or duration < whole:
         return None
     first = settings.edge_seconds
     last = duration - settings.edge_seconds - params.segment_seconds

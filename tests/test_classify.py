@@ -44,6 +44,12 @@ def test_plan_uses_all_segments_for_short_tracks_and_all_mode() -> None:
     assert plan_windows(600.0, s.replace(segments="all")) is None
 
 
+def test_plan_decodes_whole_a_track_with_no_more_segments_than_windows() -> None:
+    s = Settings(windows=40, spread_min_seconds=60.0)
+    assert plan_windows(119.0, s) is None  # 39 segments: cheaper and exact to take them all
+    assert plan_windows(121.0, s) is not None
+
+
 def test_plan_falls_back_to_the_whole_track_when_the_edges_leave_no_room() -> None:
     s = Settings(windows=5, edge_seconds=40.0, spread_min_seconds=60.0)
     starts = plan_windows(70.0, s)
