@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -165,3 +166,18 @@ def test_tiny_training_separates_tones_from_noise(synthetic_gtzan: Path, trainin
     assert len(held_out) == 6
     metrics = track_metrics(held_out, predict_tracks(bundle, held_out), bundle.labels)
     assert metrics["balanced_track_accuracy"] >= 0.9, metrics  # chance is 0.5
+
+
+def test_cross_validation_reports_every_fold(synthetic_gtzan: Path, training_cache: Path, tmp_path: Path) -> None:
+    report = tmp_path / "cv.json"
+    result = CliRunner().invoke(cli, [
+        "train", "--data", str(synthetic_gtzan), "--recipe", "ours", "--epochs", "3", "--folds", "2",
+        "--report", str(report),
+    ])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(report.read_text())
+    assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
+    # CV runs over the clips not on the (stratified) test side: 17 per genre here.
+    assert summary["data"]["tracks"]["tracks"] == {"blues": 17, "metal": 17}
+    assert set(summary["per_genre_recall"]["blues"]) == {"mean", "std"}
+    assert "balanced track accuracy" in result.output

@@ -84,40 +84,41 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
-class _Batches:
-    """Augmented training batches for one epoch at a time (a Keras PyDataset)."""
+def training_batches(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig) -> Any:
+    """A Keras PyDataset of augmented (and, with ``balance="sampling"``, class-balanced) batches.
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig) -> None:
-        from tensorflow import keras
+    ``x`` holds normalised maps (n, frames, n_mfcc) and ``y`` label indices; each epoch draws a new order.
+    """
+    from tensorflow import keras
 
-        class Batches(keras.utils.PyDataset):
-            def __init__(inner) -> None:
-                super().__init__(workers=1, use_multiprocessing=False)
-                inner.rng = np.random.default_rng(config.seed)
-                inner.weights = class_weights(y, n_classes)
-                inner.order = np.arange(len(x))
-                inner.on_epoch_end()
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.rng = np.random.default_rng(config.seed)
+            self.weights = class_weights(y, n_classes)
+            self.order = np.arange(len(x))
+            self.on_epoch_end()
 
-            def __len__(inner) -> int:
-                return math.ceil(len(x) / config.batch_size)
+        def __len__(self) -> int:
+            return math.ceil(len(x) / config.batch_size)
 
-            def on_epoch_end(inner) -> None:
-                if config.balance == "sampling":
-                    p = inner.weights[y] / inner.weights[y].sum()
-                    inner.order = inner.rng.choice(len(x), size=len(x), p=p)
-                else:
-                    inner.order = inner.rng.permutation(len(x))
+        def on_epoch_end(self) -> None:
+            if config.balance == "sampling":
+                p = self.weights[y] / self.weights[y].sum()
+                self.order = self.rng.choice(len(x), size=len(x), p=p)
+            else:
+                self.order = self.rng.permutation(len(x))
 
-            def __getitem__(inner, i: int):
-                idx = inner.order[i * config.batch_size: (i + 1) * config.batch_size]
-                xb = aug.augment(x[idx], inner.rng) if config.augment else x[idx]
-                yb = np.eye(n_classes, dtype=np.float32)[y[idx]]
-                xb, yb = aug.mixup(xb, yb, inner.rng, config.mixup)
-                if config.balance == "weights":
-                    return xb[..., None], yb, inner.weights[y[idx]]
-                return xb[..., None], yb
+        def __getitem__(self, i: int):
+            idx = self.order[i * config.batch_size: (i + 1) * config.batch_size]
+            xb = aug.augment(x[idx], self.rng) if config.augment else x[idx]
+            yb = np.eye(n_classes, dtype=np.float32)[y[idx]]
+            xb, yb = aug.mixup(xb, yb, self.rng, config.mixup)
+            if config.balance == "weights":
+                return xb[..., None], yb, self.weights[y[idx]]
+            return xb[..., None], yb
 
-        self.dataset = Batches()
+    return Batches()
 
 
 def fit(
@@ -139,7 +140,7 @@ def fit(
     std = (x.reshape(-1, x.shape[-1]).std(axis=0) + 1e-6).astype(np.float32)
     x = (x - mean) / std
     n_classes = len(labels)
-    batches = _Batches(x, y, n_classes, config).dataset
+    batches = training_batches(x, y, n_classes, config)
 
     steps = len(batches) * config.epochs
     lr: Any = config.learning_rate
@@ -225,7 +226,7 @@ def train_model(
     groups = by_side(tracks, usable if config.excerpts else [], sides)
     result = fit(groups["train"], groups["valid"], config, verbose)
     result.bundle.training["data"].update(
-        {"layout": dataset.layout, "root": str(dataset.root), "split": how,
+        {**dataset.summary(), "split": how,
          "held_out_test_tracks": len(groups["test"])}
     )
     return result
