@@ -123,12 +123,12 @@ def make_corpus(dest: Path, real_library: Path, gtzan: Path, slow: bool = False)
     unreadable.chmod(0)
     add("no read permission", unreadable, "failed", "permission denied")
 
-    # Links that lead nowhere are no file of the library: the walk says so in the log and goes on.
+    # Followed links that lead nowhere are tracks that cannot be read: recorded failed, with the reason.
     os.symlink(dest / "does-not-exist.mp3", dest / "broken-link.mp3")
-    add("broken symlink", dest / "broken-link.mp3", "walked", "broken symbolic link")
+    add("broken symlink", dest / "broken-link.mp3", "failed", "broken symlink")
     os.symlink(dest / "loop-b", dest / "loop-a.mp3")
     os.symlink(dest / "loop-a.mp3", dest / "loop-b")
-    add("symlink loop", dest / "loop-a.mp3", "walked", "Too many levels of symbolic links")
+    add("symlink loop", dest / "loop-a.mp3", "failed", "Too many levels of symbolic links")
 
     album = dest / "x.mp3"
     album.mkdir()

@@ -1,7 +1,8 @@
 """Find audio files under a root, streaming: one ``os.scandir`` per directory, nothing held in memory.
 
 Symbolic links are skipped unless ``follow_symlinks``; when followed, each directory is entered at
-most once, by its ``(st_dev, st_ino)``, so a link back up the tree cannot loop.
+most once, by its ``(st_dev, st_ino)``, so a link back up the tree cannot loop, and an audio-named
+link that leads nowhere is reported like a file, so its failure is recorded with the reason.
 """
 
 from __future__ import annotations
@@ -57,11 +58,24 @@ def walk(root: str | os.PathLike[str], follow_symlinks: bool = False) -> Iterato
             try:
                 if entry.is_dir(follow_symlinks=follow_symlinks):
                     subdirs.append(entry.path)
-                elif entry.is_file(follow_symlinks=follow_symlinks) and is_audio_name(entry.name):
+                    continue
+                is_file = entry.is_file(follow_symlinks=follow_symlinks)
+            except OSError as exc:  # a chain of links that loops, when following links
+                log.warning("%s: %s", entry.path, exc.strerror or exc)
+                is_file = False
+            if not is_audio_name(entry.name):
+                continue
+            try:
+                if is_file:
                     st = entry.stat(follow_symlinks=follow_symlinks)
-                    yield FoundFile(entry.path, st.st_size, st.st_mtime)
-                elif follow_symlinks and entry.is_symlink() and not os.path.exists(entry.path):
-                    log.warning("skipping %s: broken symbolic link", entry.path)  # said, not silently dropped
-            except OSError as exc:  # vanished, or a symlink loop when following links
+                elif follow_symlinks and entry.is_symlink():
+                    # A followed link to nothing (broken, or looping) still names a track of the
+                    # library: it gets a row, and classification records why it cannot be read.
+                    st = entry.stat(follow_symlinks=False)
+                else:
+                    continue
+            except OSError as exc:  # vanished mid-walk
                 log.warning("skipping %s: %s", entry.path, exc.strerror or exc)
+                continue
+            yield FoundFile(entry.path, st.st_size, st.st_mtime)
         stack.extend(reversed(subdirs))
