@@ -186,7 +186,7 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 @click.option("--patience", type=click.IntRange(1), help="Early-stopping patience in epochs.")
 @click.option("--batch-size", type=click.IntRange(1))
 @click.option("--learning-rate", type=float)
-@click.option("--balance", type=click.Choice(["weights", "sampling"]), help="Class weights or class-balanced batches.")
+@click.option("--balance", type=click.Choice(["weights", "sampling", "sqrt"]), help="Class weights, class-balanced batches, or batches balanced halfway (square root).")
 @click.option("--mixup", type=float, help="Mixup Beta alpha; 0 disables.")
 @click.option("--label-smoothing", type=float)
 @click.option("--cosine/--no-cosine", default=None, help="Cosine learning-rate decay over --epochs.")

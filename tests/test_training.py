@@ -181,3 +181,19 @@ def test_cross_validation_reports_every_fold(synthetic_gtzan: Path, training_cac
     assert summary["data"]["tracks"]["tracks"] == {"blues": 17, "metal": 17}
     assert set(summary["per_genre_recall"]["blues"]) == {"mean", "std"}
     assert "balanced track accuracy" in result.output
+
+
+@pytest.mark.parametrize(("balance", "share"), [("weights", 10 / 110), ("sqrt", 10**0.5 / (10**0.5 + 10)), ("sampling", 0.5)])
+def test_batches_balance_the_classes_as_asked(balance: str, share: float) -> None:
+    from genretag.training.train import TrainConfig, training_batches
+
+    y = np.array([0] * 100 + [1] * 10)
+    x = np.zeros((110, 130, 13), np.float32)
+    batches = training_batches(x, y, 2, TrainConfig(balance=balance, batch_size=110, augment=False))
+    drawn = []
+    for _ in range(200):
+        drawn.append(y[batches.order])
+        batches.on_epoch_end()
+    assert np.mean(np.concatenate(drawn) == 1) == pytest.approx(share, abs=0.02)
+    xb, yb = batches[0][:2]
+    assert xb.shape == (110, 130, 13, 1) and yb.shape == (110, 2)

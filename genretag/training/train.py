@@ -38,7 +38,8 @@ class TrainConfig:
     patience: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-4
-    balance: str = "weights"  # "weights": class-weighted loss; "sampling": class-balanced batches
+    balance: str = "weights"  # "weights": class-weighted loss; "sampling": class-balanced batches;
+    # "sqrt": batches halfway (classes drawn in proportion to the square root of their segment counts)
     augment: bool = True
     mixup: float = 0.0  # Beta(alpha, alpha); 0 disables
     label_smoothing: float = 0.0
@@ -103,8 +104,9 @@ def training_batches(x: np.ndarray, y: np.ndarray, n_classes: int, config: Train
             return math.ceil(len(x) / config.batch_size)
 
         def on_epoch_end(self) -> None:
-            if config.balance == "sampling":
-                p = self.weights[y] / self.weights[y].sum()
+            if config.balance in ("sampling", "sqrt"):
+                p = self.weights[y] ** (1.0 if config.balance == "sampling" else 0.5)
+                p = p / p.sum()
                 self.order = self.rng.choice(len(x), size=len(x), p=p)
             else:
                 self.order = self.rng.permutation(len(x))
