@@ -233,7 +233,7 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
 def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path | None, threads: int) -> None:
-    """Evaluate MODEL on whole GTZAN tracks (all segments, majority vote): accuracy, per genre, confusion."""
+    """Evaluate MODEL on whole GTZAN tracks (all segments, track vote): accuracy, per genre, confusion."""
     from genretag.model import configure_tensorflow, load_bundle
     from genretag.training.datasets import discover, load_features
     from genretag.training.evaluate import predict_tracks, select_tracks, table, track_metrics, write_report

@@ -70,3 +70,13 @@ def test_evaluate_command_writes_json_and_confusion_png(synthetic_gtzan: Path, t
     assert report["split"] == "test" and report["tracks"] == 6
     assert set(report["per_genre"]["blues"]) == {"precision", "recall", "f1", "support"}
     assert (tmp_path / "report" / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_majority_of_argmaxes_is_reported_beside_the_track_vote() -> None:
+    # Two segments lean blues (0.40 vs 0.35 jazz), one is sure of jazz (0.95): most segments say blues,
+    # the mean probability says jazz.
+    p = np.array([[0.40, 0.35, 0.25], [0.40, 0.35, 0.25], [0.025, 0.95, 0.025]], np.float32)
+    m = track_metrics([_track("b1", "blues")], [p], LABELS)
+    assert m["track_accuracy_majority_vote"] == 1.0
+    assert m["track_accuracy"] == 0.0
+    assert m["errors"] == [{"track": "b1", "true": "blues", "predicted": "jazz"}]
