@@ -35,6 +35,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from badinput import make_corpus
+from processes import background
 from genretag.db.models import Prediction, Track
 
 BIN = Path(sys.executable).parent
@@ -190,24 +191,9 @@ def copy_clips(gtzan: Path, dest: Path, n: int) -> list[Path]:
     return out
 
 
-@contextmanager
-def celery_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+def celery_worker(env: dict[str, str], log: Path):
     """A ``genretag worker`` process (Celery prefork), stopped (TERM, then KILL) afterwards."""
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [GENRETAG, "worker", "--loglevel", "info"], env=env,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+    return background([GENRETAG, "worker", "--loglevel", "info"], env, log)
 
 
 def pool_children(pid: int) -> list[int]:

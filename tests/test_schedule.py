@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +15,8 @@ from celery.beat import Scheduler
 from celery.schedules import crontab
 from click.testing import CliRunner
 from sqlalchemy import select
+
+from processes import background
 
 from genretag.cli import cli
 from genretag.config import Settings, get_settings
@@ -104,24 +103,9 @@ def test_beat_command_refuses_what_cannot_work(tmp_path: Path) -> None:
 # --- a real beat process ---------------------------------------------------------------------
 
 
-@contextmanager
-def beat_process(env: dict[str, str], log: Path, schedule_file: Path) -> Iterator[subprocess.Popen]:
+def beat_process(env: dict[str, str], log: Path, schedule_file: Path):
     """``genretag beat`` (beat + the scans worker), stopped with TERM (then KILL) afterwards."""
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [GENRETAG, "beat", "--schedule-file", str(schedule_file), "--loglevel", "info"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    return background([GENRETAG, "beat", "--schedule-file", str(schedule_file), "--loglevel", "info"], env, log)
 
 
 def wait_for_scan(url: str, root: str, proc: subprocess.Popen, log: Path, timeout: float) -> ScanRun:
