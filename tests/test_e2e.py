@@ -6,6 +6,8 @@ of other runs cannot interfere.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import shutil
 import subprocess
@@ -17,8 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from genretag.cli import cli
 from genretag.config import Settings
 from genretag.db import Prediction, Track, session_scope
 from genretag.producer import scan
@@ -130,6 +134,27 @@ def test_celery_workers_tag_a_real_library_into_postgresql(
         assert check_every_track_ended(pg_url, expected) == (expected - 1, 1)
         again = scan_within(library, settings, worker, tmp_path / "worker.log")
         assert (again.counts.unchanged, again.counts.queued) == (expected, 0)
+    read_back_through_the_cli(pg_url, expected, tmp_path / "export.csv")
+
+
+def read_back_through_the_cli(url: str, expected: int, export: Path) -> None:
+    """query, stats and export return every track the workers wrote, the failed one with its reason."""
+    def run(*args: str) -> str:
+        res = CliRunner().invoke(cli, ["--database-url", url, *args], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    listed = json.loads(run("query", "--json"))
+    assert len(listed) == expected
+    (failed,) = [r for r in listed if r["status"] == "failed"]
+    assert failed["path"].endswith("corrupt.flac") and failed["error"]
+    assert all(r["genre"] for r in listed if r["status"] == "done")
+    stats = json.loads(run("stats", "--json"))
+    assert stats["by_status"] == {"done": expected - 1, "failed": 1}
+    assert sum(stats["by_genre"].values()) == expected - 1
+    run("export", "--format", "csv", "--out", str(export))
+    with open(export, newline="", encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == expected
 
 
 def test_genretag_worker_command_on_sqlite(
