@@ -437,6 +437,16 @@ def one_worker(pg_schema_url, libraries, fake_ffmpeg, tmp_path_factory) -> Itera
             yield {"env": env, "proc": proc, "log": log, "url": pg_schema_url}
 
 
+def done_once_after_a_kill(url: str, paths: list[str], victim: Path, fault: str, expected: str, detail: str) -> None:
+    """The killed task's track was redelivered and finished on its second attempt; nothing lost or doubled."""
+    status, error, attempts = track_rows(url)[str(victim)]
+    totals = audit(url, paths)
+    ok = status == "done" and attempts == 2 and totals["lost"] == 0 and totals["duplicated"] == 0
+    report(fault, expected, f"{status}, attempt {attempts}, {detail}", ok, **totals)
+    assert (status, attempts) == ("done", 2), (status, error, attempts)
+    assert totals == {"found": len(paths), "done": len(paths), "failed": 0, "lost": 0, "duplicated": 0}
+
+
 def test_sigkill_of_a_worker_mid_task_redelivers_it_and_it_finishes_once(one_worker: dict, libraries, gtzan_dir) -> None:
     root = libraries / "sigkill"
     clips = copy_clips(gtzan_dir, root, 3)
@@ -452,13 +462,8 @@ def test_sigkill_of_a_worker_mid_task_redelivers_it_and_it_finishes_once(one_wor
     for pid in children:
         os.kill(pid, signal.SIGKILL)
     wait_until(lambda: settled(url, paths), 180, "every track to settle after the kill")
-    status, error, attempts = track_rows(url)[str(victim)]
-    totals = audit(url, paths)
-    ok = status == "done" and attempts == 2 and totals["lost"] == 0 and totals["duplicated"] == 0
-    report("SIGKILL of the pool process mid-task", "redelivered, done once (attempt 2), 1 prediction",
-           f"{status}, attempt {attempts}, killed pid {children}", ok, **totals)
-    assert (status, attempts) == ("done", 2), (status, error, attempts)
-    assert totals == {"found": 4, "done": 4, "failed": 0, "lost": 0, "duplicated": 0}
+    done_once_after_a_kill(url, paths, victim, "SIGKILL of the pool process mid-task",
+                           "redelivered, done once (attempt 2), 1 prediction", f"killed pid {children}")
 
 
 def test_poison_files_that_hang_or_crash_the_decoder_end_failed(one_worker: dict, libraries, gtzan_dir) -> None:
@@ -712,13 +717,8 @@ def test_sigkill_of_the_whole_worker_mid_task_is_redelivered_after_the_visibilit
             wait_ready(second, tmp_path / "second.log")
             wait_until(lambda: settled(pg_schema_url, paths), 300, "redelivery to the second worker")
             waited = time.monotonic() - started
-    status, error, attempts = track_rows(pg_schema_url)[str(victim)]
-    totals = audit(pg_schema_url, paths)
-    ok = status == "done" and attempts == 2 and totals["lost"] == 0 and totals["duplicated"] == 0
-    report("SIGKILL of the whole worker (main + pool) mid-task", "redelivered after visibility timeout, done once",
-           f"{status}, attempt {attempts}, settled {waited:.0f} s after the kill", ok, **totals)
-    assert (status, attempts) == ("done", 2), (status, error, attempts)
-    assert totals == {"found": 3, "done": 3, "failed": 0, "lost": 0, "duplicated": 0}
+    done_once_after_a_kill(pg_schema_url, paths, victim, "SIGKILL of the whole worker (main + pool) mid-task",
+                           "redelivered after visibility timeout, done once", f"settled {waited:.0f} s after the kill")
 
 
 @pytest.mark.slow
