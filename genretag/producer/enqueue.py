@@ -76,6 +76,9 @@ class CeleryDispatcher:
     def _send(self, track_ids: list[int]) -> None:
         with session_scope(self.settings.database_url) as session:
             store.mark_queued(session, track_ids, self.scan_id)
+        self._publish(track_ids)
+
+    def _publish(self, track_ids: list[int]) -> None:
         for track_id in track_ids:
             self.task.apply_async((track_id, self.scan_id), queue=self.settings.task_queue)
 
@@ -107,6 +110,5 @@ class CeleryDispatcher:
             "no task finished for %d s: sending the %d unfinished tracks again (broker lost them, or no worker runs)",
             self.stall_seconds, len(ids),
         )
-        for track_id in ids:
-            self.task.apply_async((track_id, self.scan_id), queue=self.settings.task_queue)
+        self._publish(ids)
         self._last_change = time.monotonic()
