@@ -36,8 +36,10 @@ class _Commands(click.Group):
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="Model bundle [GENRETAG_MODEL_PATH].")
 @click.option("--database-url", help="SQLAlchemy URL [GENRETAG_DATABASE_URL]; default: SQLite in the user data dir.")
 @click.option("--broker-url", help="Celery broker URL [GENRETAG_BROKER_URL]; empty: embedded local mode.")
-@click.option("--segments", type=click.Choice(["spread", "all"]), help="Vote over K spread windows or every segment [GENRETAG_SEGMENTS].")
-@click.option("--windows", type=click.IntRange(1), help="K, windows voted over a long track [GENRETAG_WINDOWS].")
+@click.option("--segments", type=click.Choice(["spread", "all"]), help="Vote over staged windows spread over long tracks, or every segment [GENRETAG_SEGMENTS].")
+@click.option("--windows", type=click.IntRange(1), help="K, at most this many windows vote on a long track [GENRETAG_WINDOWS].")
+@click.option("--first-windows", type=click.IntRange(1), help="Windows of a staged vote's first stage [GENRETAG_FIRST_WINDOWS].")
+@click.option("--vote-z", type=click.FloatRange(0), help="Stop a staged vote once the leader is this many standard errors ahead; a large value uses all K windows [GENRETAG_VOTE_Z].")
 @click.option("--workers", type=click.IntRange(0), help="Processes for decoding / Celery concurrency; 0 = cores [GENRETAG_WORKERS].")
 @click.pass_context
 def cli(ctx: click.Context, **overrides: object) -> None:
@@ -177,7 +179,7 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 
 @cli.command()
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
-@click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.model.ARCHITECTURES).")
+@click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.model.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
 @click.option("--recipe", "recipe_name", type=click.Choice(["seed", "ours"]), default="seed", show_default=True, help="Training settings to start from (genretag.training.train.RECIPES); options below override them.")
 @click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Bundle to write [default: genretag-ARCH.genretag].")
@@ -191,6 +193,7 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 @click.option("--label-smoothing", type=float)
 @click.option("--cosine/--no-cosine", default=None, help="Cosine learning-rate decay over --epochs.")
 @click.option("--augment/--no-augment", default=None, help="Roll, masks and noise on training segments.")
+@click.option("--shifted/--no-shifted", default=None, help="Also train on segments cut half a segment later (twice the real audio views).")
 @click.option("--excerpts/--no-excerpts", default=None, help="Use excerpts/ as extra training material [default: yes].")
 @click.option("--early-stopping/--no-early-stopping", default=None, help="Stop on validation tracks, or train on train+valid tracks (all fold tracks in CV) for exactly --epochs; never test.")
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
@@ -200,11 +203,13 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: int | None, out: Path | None,
           report: Path | None, splits: Path | None, **overrides: object) -> None:
     """Train a model on GTZAN (split by track), or cross-validate one with --folds."""
-    from genretag.model import ARCHITECTURES
+    from genretag.model import BundleError, members
     from genretag.training.train import cross_validate, recipe, train_model
 
-    if arch not in ARCHITECTURES:
-        raise click.BadParameter(f"known: {', '.join(ARCHITECTURES)}", param_hint="--arch")
+    try:
+        members(arch)
+    except BundleError as exc:
+        raise click.BadParameter(str(exc), param_hint="--arch") from None
     config = recipe(recipe_name, arch).replace(**overrides)
     dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
     verbose = 1 if sys.stdout.isatty() else 2
@@ -215,6 +220,10 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
                    f"track accuracy {summary['track_accuracy']['mean']:.3f} +- {summary['track_accuracy']['std']:.3f}")
         for genre, r in summary["per_genre_recall"].items():
             click.echo(f"  {genre:<10} recall {r['mean']:.3f} +- {r['std']:.3f}")
+        for member in summary["members"]:
+            alone = member["balanced_track_accuracy"]
+            click.echo(f"  member {member['architecture']} alone: balanced track accuracy "
+                       f"{alone['mean']:.3f} +- {alone['std']:.3f}")
         if report:
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_text(json.dumps(summary, indent=2) + "\n")
@@ -222,7 +231,7 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
     result = train_model(dataset, tracks, excerpts, config, verbose)
     path = result.bundle.save(out or Path(f"genretag-{arch}.genretag"))
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {result.bundle.version}, "
-               f"{len(result.history['loss'])} epochs (best {result.best_epoch})")
+               f"{result.epochs_run} epochs (best {result.best_epoch})")
 
 
 @cli.command()

@@ -43,7 +43,7 @@ def configure_tensorflow(threads: int) -> None:
 # --- architectures -------------------------------------------------------------------------------
 
 
-def build_seed(input_shape: tuple[int, int], n_classes: int) -> Any:
+def build_seed(input_shape: tuple[int, int], n_classes: int, name: str = "seed") -> Any:
     """The reference CNN from the design notes (three conv blocks, Dense 128, dropout 0.4)."""
     from tensorflow import keras
     from tensorflow.keras import layers, regularizers
@@ -59,10 +59,10 @@ def build_seed(input_shape: tuple[int, int], n_classes: int) -> Any:
     x = layers.Dense(128, activation="relu", kernel_regularizer=l2)(x)
     x = layers.Dropout(0.4)(x)
     outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=l2)(x)
-    return keras.Model(inputs, outputs, name="seed")
+    return keras.Model(inputs, outputs, name=name)
 
 
-def build_gap(input_shape: tuple[int, int], n_classes: int) -> Any:
+def build_gap(input_shape: tuple[int, int], n_classes: int, name: str = "gap") -> Any:
     """Ours: four conv blocks (conv, batch norm, ReLU, pool), then global average pooling instead of Flatten.
 
     Averaging over time and coefficients makes the head shift-invariant and small (about 240k
@@ -82,19 +82,56 @@ def build_gap(input_shape: tuple[int, int], n_classes: int) -> Any:
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.3)(x)
     outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=l2)(x)
-    return keras.Model(inputs, outputs, name="gap")
+    return keras.Model(inputs, outputs, name=name)
 
 
-ARCHITECTURES: dict[str, Callable[[tuple[int, int], int], Any]] = {"seed": build_seed, "gap": build_gap}
+ARCHITECTURES: dict[str, Callable[..., Any]] = {"seed": build_seed, "gap": build_gap}
 """Builders by name; a bundle names the one that rebuilds it."""
+
+LEARNING_RATE_SCALE: dict[str, float] = {"seed": 1.0, "gap": 2.0}
+"""Each architecture trains at the recipe's learning rate times this: ``gap``, batch-normalised after every
+convolution and without a large dense layer, learns best at twice the seed's rate (docs/evaluation.md)."""
+
+ENSEMBLE_JOIN = "+"
+"""``"seed+gap"`` names an ensemble: the mean of its members' probabilities."""
+
+
+def members(architecture: str) -> list[str]:
+    """The single architectures an architecture name is made of (one, unless it is an ensemble)."""
+    names = architecture.split(ENSEMBLE_JOIN)
+    unknown = [n for n in names if n not in ARCHITECTURES]
+    if unknown:
+        raise BundleError(f"unknown architecture {unknown[0]!r}; known: {', '.join(ARCHITECTURES)}, "
+                          f"or several joined by {ENSEMBLE_JOIN!r} for an ensemble")
+    return names
 
 
 def build(architecture: str, input_shape: tuple[int, int], n_classes: int) -> Any:
-    try:
-        builder = ARCHITECTURES[architecture]
-    except KeyError:
-        raise BundleError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}") from None
-    return builder(input_shape, n_classes)
+    """The named network; an ensemble is one Keras model that averages its members' outputs.
+
+    Being one model, an ensemble needs one forward pass per batch and saves as one weights file,
+    so the predictor and the bundle treat it like any single network.
+    """
+    names = members(architecture)
+    if len(names) == 1:
+        return ARCHITECTURES[names[0]](input_shape, n_classes)
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    nets = [ARCHITECTURES[n](input_shape, n_classes, name=f"member{i}_{n}") for i, n in enumerate(names)]
+    inputs = keras.Input(shape=(*input_shape, 1))
+    outputs = layers.Average()([net(inputs) for net in nets])
+    return keras.Model(inputs, outputs, name="ensemble")
+
+
+def ensemble_of(nets: list[Any], architecture: str, input_shape: tuple[int, int], n_classes: int) -> Any:
+    """The ensemble ``architecture`` holding the weights of ``nets`` (trained members, in order)."""
+    from tensorflow import keras
+
+    model = build(architecture, input_shape, n_classes)
+    for member, net in zip([la for la in model.layers if isinstance(la, keras.Model)], nets, strict=True):
+        member.set_weights(net.get_weights())
+    return model
 
 
 # --- the bundle ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from genretag.config import PACKAGED_MODEL
 from genretag.features import FEATURES, FeatureParams
-from genretag.model import GENRES, BundleError, ModelBundle, Predictor, build, load_bundle, read_meta
+from genretag.model import GENRES, BundleError, ModelBundle, Predictor, build, ensemble_of, load_bundle, members, read_meta
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,24 @@ def test_predictor_matches_keras_predict_and_normalises(bundle):
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ours.sum(axis=1), 1.0, rtol=1e-5)
     assert Predictor(bundle)(maps(0)).shape == (0, len(GENRES))
+
+
+def test_an_ensemble_averages_its_members_and_round_trips(bundle, tmp_path):
+    seed, gap = build("seed", FEATURES.shape, len(GENRES)), build("gap", FEATURES.shape, len(GENRES))
+    gap.set_weights([w + np.random.default_rng(2).normal(0, 0.05, w.shape).astype(w.dtype) for w in gap.get_weights()])
+    joined = dataclasses.replace(bundle, model=ensemble_of([seed, gap], "seed+gap", FEATURES.shape, len(GENRES)),
+                                 architecture="seed+gap", version="ens-1")
+    x = maps(6)
+    want = (seed.predict(bundle.normalise(x), verbose=0) + gap.predict(bundle.normalise(x), verbose=0)) / 2
+    np.testing.assert_allclose(Predictor(joined)(x), want, rtol=1e-4, atol=1e-5)
+    loaded = load_bundle(joined.save(tmp_path / "ens.genretag"))
+    assert loaded.architecture == "seed+gap" and members(loaded.architecture) == ["seed", "gap"]
+    np.testing.assert_allclose(Predictor(loaded)(x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_architectures_are_refused():
+    with pytest.raises(BundleError, match="unknown architecture 'resnet'"):
+        members("seed+resnet")
 
 
 def test_shipped_model_is_complete_and_small():

@@ -67,6 +67,22 @@ def test_kaggle_layout_skips_a_broken_clip(tmp_path: Path, caplog: pytest.LogCap
     assert "jazz.00054.wav" in caplog.text
 
 
+def test_shifted_views_are_the_segments_half_a_segment_later(tmp_path: Path) -> None:
+    """A 7.5-s clip: segments at 0 and 3 s, shifted views at 1.5 and 4.5 s; trailing parts are dropped."""
+    from genretag.features import FEATURES, extract
+    from genretag.audio import load
+
+    path = tmp_path / "Data" / "genres_original" / "jazz" / "jazz.00001.wav"
+    write_synthetic_clip(path, "tones", 1, seconds=7.5)
+    (track,) = load_features(discover(tmp_path).clips, None)
+    assert track.maps.shape == track.shifted.shape == (2, 130, 13)
+    y = load(path, FEATURES.sr)
+    np.testing.assert_allclose(track.shifted, extract(y[FEATURES.segment_samples // 2:]), atol=1e-4)
+    x, y_, owner = as_arrays([track], ["jazz"], shifted=True)
+    assert len(x) == 4 and list(owner) == [0, 0, 0, 0]
+    assert len(as_arrays([track], ["jazz"])[0]) == 2
+
+
 def test_original_au_layout_and_feature_cache(tmp_path: Path) -> None:
     write_synthetic_clip(tmp_path / "genres" / "metal" / "metal.00003.au", "noise", 3, seconds=3.5, format="AU", subtype="PCM_16")
     dataset = discover(tmp_path)
@@ -171,12 +187,17 @@ def test_tiny_training_separates_tones_from_noise(synthetic_gtzan: Path, trainin
 def test_cross_validation_reports_every_fold(synthetic_gtzan: Path, training_cache: Path, tmp_path: Path) -> None:
     report = tmp_path / "cv.json"
     result = CliRunner().invoke(cli, [
-        "train", "--data", str(synthetic_gtzan), "--recipe", "ours", "--epochs", "3", "--folds", "2",
-        "--report", str(report),
+        "train", "--data", str(synthetic_gtzan), "--arch", "seed+gap", "--recipe", "ours", "--epochs", "3",
+        "--folds", "2", "--shifted", "--report", str(report),
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads(report.read_text())
     assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
+    assert summary["settings"]["shifted"] is True
+    # An ensemble's CV reports each member alone, on the same folds.
+    assert [m["architecture"] for m in summary["members"]] == ["seed", "gap"]
+    assert all(set(m["balanced_track_accuracy"]) == {"mean", "std"} for m in summary["members"])
+    assert "member gap alone" in result.output
     # CV runs over the clips not on the (stratified) test side: 17 per genre here.
     assert summary["data"]["tracks"]["tracks"] == {"blues": 17, "metal": 17}
     assert set(summary["per_genre_recall"]["blues"]) == {"mean", "std"}

@@ -13,6 +13,7 @@ Features come only from :func:`genretag.features.extract`, the path inference us
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ from genretag.model import GENRES
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the cached content changes meaning
+CACHE_VERSION = 2  # bump when the cached content changes meaning
 LAYOUT_EXTENSIONS = {"subset": ".opus", "kaggle": ".wav", "original": ".au"}
 
 
@@ -69,10 +70,16 @@ class Dataset:
 
 @dataclass(frozen=True)
 class TrackFeatures:
-    """A clip with the MFCC maps of its non-silent segments, (n, frames, n_mfcc)."""
+    """A clip with the MFCC maps of its non-silent segments, (n, frames, n_mfcc).
+
+    ``shifted`` holds the segments cut half a segment later (the same rules, from 1.5 s on): real
+    audio the ``maps`` segments straddle, extra views for training. Evaluation votes over ``maps``
+    only, as inference does.
+    """
 
     clip: Clip
     maps: np.ndarray
+    shifted: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, *FEATURES.shape), np.float32))
 
 
 def genre_root(data: Path) -> tuple[Path, str]:
@@ -119,29 +126,35 @@ def load_features(clips: Iterable[Clip], cache_dir: Path | None, params: Feature
     out: list[TrackFeatures] = []
     for clip in clips:
         try:
-            maps = _cached_maps(clip.path, cache_dir, params)
+            maps, shifted = _cached_maps(clip.path, cache_dir, params)
         except audio.AudioError as exc:
             log.warning("skipping %s: %s", clip.path, exc.reason)
             continue
         if len(maps) == 0:
             log.warning("skipping %s: no loud segment of at least %g s", clip.path, params.min_seconds)
             continue
-        out.append(TrackFeatures(clip, maps))
+        out.append(TrackFeatures(clip, maps, shifted))
     return out
 
 
-def _cached_maps(path: Path, cache_dir: Path | None, params: FeatureParams) -> np.ndarray:
+def _maps_of(path: Path, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
+    """The segments of the clip, and those starting half a segment later (see :class:`TrackFeatures`)."""
+    y = audio.load(path, params.sr)
+    return features.extract(y, params), features.extract(y[params.segment_samples // 2:], params)
+
+
+def _cached_maps(path: Path, cache_dir: Path | None, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
     if cache_dir is None:
-        return features.extract(audio.load(path, params.sr), params)
+        return _maps_of(path, params)
     st = audio.check_readable(path)
     key = json.dumps([CACHE_VERSION, os.fspath(path.resolve()), st.st_size, st.st_mtime_ns, params.to_dict()])
     cached = Path(cache_dir) / "features" / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
     if cached.is_file():
         with np.load(cached) as npz:
-            return npz["maps"]
-    maps = features.extract(audio.load(path, params.sr), params)
+            return npz["maps"], npz["shifted"]
+    maps, shifted = _maps_of(path, params)
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_name(cached.stem + ".partial.npz")
-    np.savez(partial, maps=maps)
+    np.savez(partial, maps=maps, shifted=shifted)
     os.replace(partial, cached)
-    return maps
+    return maps, shifted

@@ -102,13 +102,17 @@ def by_side(
 
 
 def as_arrays(
-    tracks: Sequence[TrackFeatures], labels: Sequence[str]
+    tracks: Sequence[TrackFeatures], labels: Sequence[str], shifted: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Segments of ``tracks`` stacked: maps (n, frames, n_mfcc), label index (n,), track index (n,)."""
+    """Segments of ``tracks`` stacked: maps (n, frames, n_mfcc), label index (n,), track index (n,).
+
+    With ``shifted``, each track's half-segment-shifted views follow its own segments.
+    """
     index = {g: i for i, g in enumerate(labels)}
     if not tracks:
         return np.zeros((0, 0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    x = np.concatenate([t.maps for t in tracks])
-    y = np.concatenate([np.full(len(t.maps), index[t.clip.genre]) for t in tracks])
-    owner = np.concatenate([np.full(len(t.maps), i) for i, t in enumerate(tracks)])
+    views = [np.concatenate([t.maps, t.shifted]) if shifted else t.maps for t in tracks]
+    x = np.concatenate(views)
+    y = np.concatenate([np.full(len(v), index[t.clip.genre]) for t, v in zip(tracks, views)])
+    owner = np.concatenate([np.full(len(v), i) for i, v in enumerate(views)])
     return x.astype(np.float32, copy=False), y.astype(np.int64), owner.astype(np.int64)

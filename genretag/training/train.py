@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from genretag.features import FEATURES
-from genretag.model import GENRES, ModelBundle
+from genretag.model import GENRES, ModelBundle, members
 from genretag.training import augment as aug
 from genretag.training.datasets import Dataset, TrackFeatures
 from genretag.training.splits import as_arrays, by_side, dataset_sides, kfold_sides, stratified_sides
@@ -41,6 +41,7 @@ class TrainConfig:
     balance: str = "weights"  # "weights": class-weighted loss; "sampling": class-balanced batches;
     # "sqrt": batches halfway (classes drawn in proportion to the square root of their segment counts)
     augment: bool = True
+    shifted: bool = False  # also train on the segments cut half a segment later (TrackFeatures.shifted)
     mixup: float = 0.0  # Beta(alpha, alpha); 0 disables
     label_smoothing: float = 0.0
     cosine: bool = False  # cosine learning-rate decay over ``epochs``
@@ -72,8 +73,13 @@ def recipe(name: str, architecture: str) -> TrainConfig:
 @dataclass
 class TrainResult:
     bundle: ModelBundle
-    history: dict[str, list[float]]
-    best_epoch: int  # 1-based
+    history: dict[str, list[float]]  # per epoch; empty for an ensemble (see ``members``)
+    best_epoch: int  # 1-based; for an ensemble, the last member's
+    members: list[TrainResult] = dataclasses.field(default_factory=list)  # an ensemble's trained members
+
+    @property
+    def epochs_run(self) -> int:
+        return int(self.bundle.training["epochs_run"])
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -130,14 +136,21 @@ def fit(
     verbose: int = 1,
     labels: tuple[str, ...] = GENRES,
 ) -> TrainResult:
-    """Train on ``train``; with ``valid`` tracks, stop early on their balanced loss, else run ``epochs``."""
+    """Train on ``train``; with ``valid`` tracks, stop early on their balanced loss, else run ``epochs``.
+
+    An ensemble architecture (``"seed+gap"``) trains each member on its own, with its own seed, on
+    the same data and normalisation, then joins them (:func:`fit_ensemble`).
+    """
     from tensorflow import keras
 
-    from genretag.model import build, configure_tensorflow
+    from genretag.model import LEARNING_RATE_SCALE, build, configure_tensorflow
+
+    if len(members(config.architecture)) > 1:
+        return fit_ensemble(train, valid, config, verbose, labels)
 
     configure_tensorflow(config.threads)
     keras.utils.set_random_seed(config.seed)
-    x, y, _ = as_arrays(train, labels)
+    x, y, _ = as_arrays(train, labels, shifted=config.shifted)
     mean = x.reshape(-1, x.shape[-1]).mean(axis=0).astype(np.float32)
     std = (x.reshape(-1, x.shape[-1]).std(axis=0) + 1e-6).astype(np.float32)
     x = (x - mean) / std
@@ -145,9 +158,10 @@ def fit(
     batches = training_batches(x, y, n_classes, config)
 
     steps = len(batches) * config.epochs
-    lr: Any = config.learning_rate
+    rate = config.learning_rate * LEARNING_RATE_SCALE[config.architecture]
+    lr: Any = rate
     if config.cosine:
-        lr = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.01)
+        lr = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps, alpha=0.01)
     model = build(config.architecture, FEATURES.shape, n_classes)
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
@@ -188,6 +202,43 @@ def fit(
         },
     )
     return TrainResult(bundle, history, best)
+
+
+def fit_ensemble(
+    train: Sequence[TrackFeatures],
+    valid: Sequence[TrackFeatures],
+    config: TrainConfig,
+    verbose: int = 1,
+    labels: tuple[str, ...] = GENRES,
+) -> TrainResult:
+    """Train the members of ``config.architecture`` one by one and join them into one bundle.
+
+    Member ``i`` trains with seed ``config.seed + 1000 * i``, so two members of one architecture differ.
+    """
+    from genretag.model import ensemble_of
+
+    names = members(config.architecture)
+    trained = [fit(train, valid, config.replace(architecture=name, seed=config.seed + 1000 * i), verbose, labels)
+               for i, name in enumerate(names)]
+    first = trained[0].bundle
+    model = ensemble_of([t.bundle.model for t in trained], config.architecture, FEATURES.shape, len(labels))
+    bundle = ModelBundle(
+        model=model,
+        architecture=config.architecture,
+        version=_version(config, model),
+        labels=labels,
+        features=FEATURES,
+        mean=first.mean,
+        std=first.std,
+        training={
+            "settings": dataclasses.asdict(config),
+            "data": first.training["data"],
+            "epochs_run": sum(t.epochs_run for t in trained),
+            "seconds": round(sum(t.bundle.training["seconds"] for t in trained), 1),
+            "members": [{k: v for k, v in t.bundle.training.items() if k != "data"} for t in trained],
+        },
+    )
+    return TrainResult(bundle, {}, trained[-1].best_epoch, trained)
 
 
 def _version(config: TrainConfig, model: Any) -> str:
@@ -271,9 +322,13 @@ def cross_validate(
         result = fit(groups["train"], groups["valid"], config.replace(seed=config.seed + k), verbose)
         metrics = track_metrics(held, predict_tracks(result.bundle, held), result.bundle.labels)
         metrics["best_epoch"] = result.best_epoch
-        metrics["epochs_run"] = len(result.history["loss"])
+        metrics["epochs_run"] = result.epochs_run
+        metrics["members"] = [track_metrics(held, predict_tracks(m.bundle, held), m.bundle.labels)
+                              for m in result.members]
+        alone = "".join(f", {m.bundle.architecture} alone {r['balanced_track_accuracy']:.3f}"
+                        for m, r in zip(result.members, metrics["members"]))
         echo(f"fold {k}: balanced track accuracy {metrics['balanced_track_accuracy']:.3f}, "
-             f"track accuracy {metrics['track_accuracy']:.3f}, best epoch {result.best_epoch}")
+             f"track accuracy {metrics['track_accuracy']:.3f}, best epoch {result.best_epoch}{alone}")
         results.append(metrics)
     usable = [e for e in excerpts if e.clip.track_id not in test_ids] if config.excerpts else []
     return summarise_folds(results, config, how, pool, usable)
@@ -283,9 +338,16 @@ def summarise_folds(
     results: list[dict[str, Any]], config: TrainConfig, how: str, pool: Sequence[TrackFeatures],
     excerpts: Sequence[TrackFeatures],
 ) -> dict[str, Any]:
-    """Mean and std over folds of the track figures; ``excerpts`` are those that trained."""
+    """Mean and std over folds of the track figures; ``excerpts`` are those that trained.
+
+    For an ensemble, each member's own figures on the same folds come under ``members``.
+    """
     def stat(values: list[float]) -> dict[str, float]:
         return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4)}
+
+    def figures(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+        return {key: stat([r[key] for r in fold_metrics])
+                for key in ("balanced_track_accuracy", "track_accuracy", "segment_accuracy")}
 
     recall = {g: stat([r["per_genre"][g]["recall"] for r in results if r["per_genre"][g]["support"]])
               for g in results[0]["per_genre"]}
@@ -294,10 +356,10 @@ def summarise_folds(
         "folds": len(results),
         "split": f"stratified {len(results)}-fold by track over clips not on the test side ({how})",
         "data": {"tracks": data_summary(pool), "training_excerpts": data_summary(excerpts)["excerpts"]},
-        "balanced_track_accuracy": stat([r["balanced_track_accuracy"] for r in results]),
-        "track_accuracy": stat([r["track_accuracy"] for r in results]),
-        "segment_accuracy": stat([r["segment_accuracy"] for r in results]),
+        **figures(results),
         "per_genre_recall": recall,
+        "members": [{"architecture": name, **figures([r["members"][i] for r in results])}
+                    for i, name in enumerate(members(config.architecture))] if results[0]["members"] else [],
         "best_epochs": [r["best_epoch"] for r in results],
         "per_fold": [{k: r[k] for k in ("balanced_track_accuracy", "track_accuracy", "segment_accuracy",
                                          "best_epoch", "epochs_run")} for r in results],
