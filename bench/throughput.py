@@ -161,25 +161,28 @@ def _instrument_decoding() -> None:
         setattr(audio, name, _timed(getattr(audio, name)))
 
 
-def _prepare_timed(job: tuple[str, object]) -> tuple[object | None, float, float]:
-    """(PreparedTrack or None, decode CPU s, total CPU s) for one file."""
+def _prepare_timed(job: tuple[str, object, object]) -> tuple[object | None, float, float]:
+    """(PreparedTrack or None, decode CPU s, total CPU s) for one file's next stage."""
     from genretag.audio import AudioError
     from genretag.classify import prepare
 
     global _decode_seconds
-    path, settings = job
+    path, settings, after = job
     _decode_seconds = 0.0
     t0 = time.process_time()
     try:
-        track = prepare(path, settings)
+        track = prepare(path, settings, after=after)
     except AudioError:
         track = None
     return track, _decode_seconds, time.process_time() - t0
 
 
 def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
-    """``prepare`` in ``settings.worker_count`` processes; ``decide`` in batches in this one."""
-    from genretag.classify import Classifier
+    """``prepare`` in ``settings.worker_count`` processes; ``decide`` in batches in this one.
+
+    Tracks whose staged vote stays open go round again for their next stage.
+    """
+    from genretag.classify import Classifier, Unsettled
 
     run = Run("direct" if overlap else "direct-serial")
     ctx = mp.get_context("spawn")  # decode processes never inherit TensorFlow's threads
@@ -189,31 +192,37 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
         classifier.decide([])
         infer = 0.0
         t0 = time.perf_counter()
-        jobs = [(p, settings) for p in paths]
+        pending: list = [(p, settings, None) for p in paths]
         batch: list = []
+        again: list = []
 
         def flush() -> None:
             nonlocal infer
             if batch:
                 a = time.process_time()
-                classifier.decide(batch)
+                for outcome in classifier.decide(batch):
+                    if isinstance(outcome, Unsettled):
+                        again.append((outcome.path, settings, outcome))
+                    else:
+                        run.tracks += 1
                 infer += time.process_time() - a
-                run.tracks += len(batch)
                 batch.clear()
 
         size = settings.batch_tracks
-        chunks = [jobs] if overlap else [jobs[i: i + size] for i in range(0, len(jobs), size)]
-        for chunk in chunks:
-            for track, decode_s, total_s in pool.map(_prepare_timed, chunk):
-                run.decode_seconds += decode_s
-                run.busy_seconds += total_s
-                if track is None:
-                    run.failed += 1
-                    continue
-                batch.append(track)
-                if len(batch) >= size:
-                    flush()
-            flush()
+        while pending:
+            chunks = [pending] if overlap else [pending[i: i + size] for i in range(0, len(pending), size)]
+            for chunk in chunks:
+                for track, decode_s, total_s in pool.map(_prepare_timed, chunk):
+                    run.decode_seconds += decode_s
+                    run.busy_seconds += total_s
+                    if track is None:
+                        run.failed += 1
+                        continue
+                    batch.append(track)
+                    if len(batch) >= size:
+                        flush()
+                flush()
+            pending, again = again, []
         run.wall = time.perf_counter() - t0
         run.busy_seconds += infer
         for i, pid in enumerate(pool._processes):  # noqa: SLF001 - the pids, to read their peak RSS
@@ -226,13 +235,19 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
 # --- the product commands ------------------------------------------------------------------------
 
 
+def vote_env(settings) -> dict[str, str]:
+    """The settings that choose the voting segments, for a product subprocess."""
+    return {"GENRETAG_SEGMENTS": settings.segments, "GENRETAG_WINDOWS": str(settings.windows),
+            "GENRETAG_FIRST_WINDOWS": str(settings.first_windows), "GENRETAG_VOTE_Z": str(settings.vote_z)}
+
+
 def run_scan(paths_root: Path, mode: str, settings, redis_url: str) -> Run:
     """``genretag scan`` on a temporary SQLite file, locally or through a Celery worker subprocess."""
     run = Run(mode)
     tmp = Path(tempfile.mkdtemp(prefix=f"genretag-bench-{mode}-"))
     env = {**os.environ, "GENRETAG_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-           "GENRETAG_WORKERS": str(settings.worker_count), "GENRETAG_WINDOWS": str(settings.windows),
-           "GENRETAG_SEGMENTS": settings.segments, "GENRETAG_FOLLOW_SYMLINKS": "1"}  # --limit links files
+           "GENRETAG_WORKERS": str(settings.worker_count), **vote_env(settings),
+           "GENRETAG_FOLLOW_SYMLINKS": "1"}  # --limit links files
     worker = None
     if mode == "celery":
         import redis
@@ -310,7 +325,7 @@ def memory_check(paths: Sequence[str], lengths: dict[str, float], settings, redi
         (lib / f"{i:04d}-{Path(p).name}").symlink_to(p)
     env = {**os.environ, "GENRETAG_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}", "GENRETAG_WORKERS": "1",
            "GENRETAG_BROKER_URL": redis_url, "GENRETAG_FOLLOW_SYMLINKS": "1",
-           "GENRETAG_WINDOWS": str(settings.windows), "GENRETAG_SEGMENTS": settings.segments}
+           **vote_env(settings)}
     redis.Redis.from_url(redis_url).flushdb()
     worker = subprocess.Popen([sys.executable, "-m", "genretag.cli", "worker", "--loglevel", "warning"],
                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "w"))
@@ -365,7 +380,8 @@ def main() -> None:
     total_audio = sum(lengths.values())
     print(f"library {args.library}: {len(paths)} files, {total_audio / 3600:.2f} h of audio; "
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; model {settings.model_path.name}; "
-          f"segments {settings.segments}, K={settings.windows}", flush=True)
+          f"segments {settings.segments}, K={settings.windows}, first stage {settings.first_windows}, "
+          f"vote_z {settings.vote_z:g}", flush=True)
 
     runs: list[Run] = []
     for mode in args.modes:

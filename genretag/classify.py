@@ -4,10 +4,17 @@ This is the single classification path. ``genretag classify``, the local-mode sc
 task all go through :class:`Classifier`. The work is split in two so callers can overlap it:
 :func:`prepare` (decode and MFCC: CPU-bound, no TensorFlow, safe in any process) and
 :meth:`Classifier.decide` (one batched forward pass for any number of prepared tracks, then votes).
+
+A long track is voted in stages, a sequential test: the first stage decodes ``first_windows``
+windows spread over the track; while the vote is still open (:func:`settled`), the next stage
+adds windows in between, up to ``windows`` in all. A clear-cut track costs a few windows, a close
+one gets them all. :meth:`Classifier.decide` answers :class:`Unsettled` for a track that needs
+another stage, and :func:`prepare` takes that answer to decode the next one.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,8 +32,21 @@ class PreparedTrack:
 
     path: str
     info: audio.AudioInfo
-    segment_mode: str  # "all" (every segment) or "spread" (K windows spread over the track)
-    features: np.ndarray  # (n_segments, frames, n_mfcc)
+    segment_mode: str  # "all" (every segment) or "spread" (windows spread over the track)
+    features: np.ndarray  # (n_segments, frames, n_mfcc): this stage's windows, or every segment
+    stage: int = 0
+    final: bool = True  # no further stage: the vote is decided with what is here
+    earlier: np.ndarray | None = None  # (n, n_labels) probabilities of the earlier stages' windows
+
+
+@dataclass(frozen=True)
+class Unsettled:
+    """A staged vote still open: decode stage ``stage`` next, then vote with ``probabilities`` too."""
+
+    path: str
+    info: audio.AudioInfo
+    stage: int
+    probabilities: np.ndarray  # (n, n_labels) of every window decoded so far
 
 
 @dataclass(frozen=True)
@@ -54,40 +74,117 @@ class TrackResult:
 
 
 def plan_windows(duration: float, settings: Settings, params: FeatureParams = FEATURES) -> list[float] | None:
-    """Start times (s) of the windows to vote over, or ``None`` to use every segment.
+    """Start times (s) of the windows a staged vote may use, in stage order, or ``None`` for every segment.
 
-    Long tracks get ``settings.windows`` windows spread evenly between ``edge_seconds`` from each
-    end; short tracks and ``segments == "all"`` use all segments, as training does. So does a track
-    holding no more segments than there are windows: decoding it whole costs no more and is exact.
+    Tracks shorter than ``spread_min_seconds`` and ``segments == "all"`` use every segment, as
+    training does. A longer track gets at most ``settings.windows`` windows: its own segments if it
+    holds no more (so a vote that runs every stage is exactly the all-segments vote), else windows
+    spread evenly between ``edge_seconds`` from each end. They come ordered coarse to fine: each
+    stage's windows (:func:`stage_ends`) are spread over the whole track.
     """
-    whole = max(settings.spread_min_seconds, settings.windows * params.segment_seconds)
-    if settings.segments == "all" or duration < whole:
+    if settings.segments == "all" or duration < settings.spread_min_seconds:
         return None
-    first = settings.edge_seconds
-    last = duration - settings.edge_seconds - params.segment_seconds
-    if last <= first:
-        first, last = 0.0, max(0.0, duration - params.segment_seconds)
-    return [float(s) for s in np.linspace(first, last, settings.windows)]
+    seg = params.segment_seconds
+    n_segments = int(duration // seg)
+    if n_segments <= settings.windows:
+        grid = [i * seg for i in range(n_segments)]
+    else:
+        first = settings.edge_seconds
+        last = duration - settings.edge_seconds - seg
+        if last <= first:
+            first, last = 0.0, max(0.0, duration - seg)
+        grid = [float(t) for t in np.linspace(first, last, settings.windows)]
+    return [grid[i] for i in coarse_to_fine(len(grid), settings.first_windows)]
 
 
-def prepare(path: str | os.PathLike[str], settings: Settings, params: FeatureParams = FEATURES) -> PreparedTrack:
-    """Decode what the vote needs and compute its MFCC maps; raises :class:`audio.AudioError`."""
-    info = audio.probe(path)
+def stage_ends(n_windows: int, settings: Settings) -> list[int]:
+    """How many of ``n_windows`` planned windows have been decoded after each stage.
+
+    The first stage takes ``first_windows``; each next stage about 1.4 times as many in all (a
+    factor of the square root of 2: two stages double the count), the last stage all of them.
+    """
+    ends, size = [], float(max(1, min(settings.first_windows, n_windows)))
+    while round(size) < n_windows:
+        if not ends or round(size) > ends[-1]:
+            ends.append(round(size))
+        size *= math.sqrt(2)
+    return ends + [n_windows]
+
+
+def coarse_to_fine(n: int, first: int) -> list[int]:
+    """An order of ``range(n)`` whose every beginning is spread over it: ``first`` evenly spaced, then
+    always the position farthest from those taken (ties go to the one farthest from this round's
+    picks, so a partial round is spread too), like a 1-D farthest-point sampling."""
+    positions = np.arange(n)
+    order = list(dict.fromkeys(int(i) for i in np.round(np.linspace(0, n - 1, max(1, min(first, n))))))
+    gap = np.min(np.abs(positions[:, None] - np.array(order)[None, :]), axis=1).astype(float)
+    level, this_round = -1.0, []
+    while len(order) < n:
+        if gap.max() != level:
+            level, this_round = gap.max(), []
+        ties = np.flatnonzero(gap == level)
+        if this_round:
+            i = int(ties[np.argmax(np.min(np.abs(ties[:, None] - np.array(this_round)[None, :]), axis=1))])
+        else:
+            i = int(ties[len(ties) // 2])
+        order.append(i)
+        this_round.append(i)
+        gap = np.minimum(gap, np.abs(positions - i))
+    return order
+
+
+def settled(probabilities: np.ndarray, population: int, z: float) -> bool:
+    """Whether windows voting so far decide the track as all its ``population`` segments would.
+
+    A paired test on the leading genre's probability lead over the runner-up, per window: settled
+    when the mean lead exceeds ``z`` standard errors, the error shrunk by the finite-population
+    correction (all the track's segments seen: no error left). One window settles nothing.
+    """
+    n = len(probabilities)
+    if n >= population:
+        return True
+    if n < 2:
+        return False
+    mean = probabilities.mean(axis=0)
+    second, first = np.argsort(mean)[-2:]
+    lead = probabilities[:, first] - probabilities[:, second]
+    error = lead.std(ddof=1) / math.sqrt(n) * math.sqrt((population - n) / max(population - 1, 1))
+    return bool(lead.mean() > z * error)
+
+
+def prepare(
+    path: str | os.PathLike[str], settings: Settings, params: FeatureParams = FEATURES, after: Unsettled | None = None
+) -> PreparedTrack:
+    """Decode what the vote needs next and compute its MFCC maps; raises :class:`audio.AudioError`.
+
+    Without ``after``, the first stage (or every segment); with it, the stage it asks for.
+    """
+    info = after.info if after else audio.probe(path)
     starts = plan_windows(info.duration, settings, params)
     if starts is None:
         maps = features.extract(audio.load(path, params.sr), params)
-        mode = "all"
+        track = PreparedTrack(os.fspath(path), info, "all", maps)
     else:
-        windows = audio.load_windows(path, starts, params.segment_seconds, params.sr)
+        stage = after.stage if after else 0
+        ends = stage_ends(len(starts), settings)
+        final = stage == len(ends) - 1
+        wanted = sorted(starts[ends[stage - 1] if stage else 0: ends[stage]])
+        try:
+            windows = audio.load_windows(path, wanted, params.segment_seconds, params.sr)
+        except audio.AudioError:
+            if after is None:
+                raise
+            windows, final = np.zeros((0, params.segment_samples), np.float32), True  # cut short: vote with what decoded
         maps = features.features_of_segments(windows, params)
-        mode = "spread"
-    if len(maps) == 0:
+        earlier = after.probabilities if after else None
+        track = PreparedTrack(os.fspath(path), info, "spread", maps, stage, final, earlier)
+    if track.final and len(maps) == 0 and (track.earlier is None or len(track.earlier) == 0):
         if info.duration < params.min_seconds:
             reason = f"too short: {info.duration:.2f} s of audio, at least {params.min_seconds:g} s needed"
         else:
             reason = f"silent: no segment louder than {params.silence_db:g} dBFS"
         raise audio.AudioError(path, reason)
-    return PreparedTrack(os.fspath(path), info, mode, maps)
+    return track
 
 
 def vote(probabilities: np.ndarray, labels: Sequence[str]) -> tuple[str, dict[str, int], dict[str, float]]:
@@ -129,17 +226,34 @@ class Classifier:
     def version(self) -> str:
         return self.bundle.version
 
-    def decide(self, tracks: Sequence[PreparedTrack]) -> list[TrackResult]:
-        """Classify prepared tracks with one forward pass over all their segments."""
+    def decide(self, tracks: Sequence[PreparedTrack]) -> list[TrackResult | Unsettled]:
+        """Vote on prepared tracks after one forward pass over all their segments.
+
+        A track whose staged vote is still open comes back as :class:`Unsettled`: hand it to
+        :func:`prepare` for the next stage.
+        """
         if not tracks:
             return []
         probs = self.predict(np.concatenate([t.features for t in tracks]))
         bounds = np.cumsum([0] + [len(t.features) for t in tracks])
-        return [self._result(t, probs[a:b]) for t, a, b in zip(tracks, bounds[:-1], bounds[1:])]
+        out: list[TrackResult | Unsettled] = []
+        for track, a, b in zip(tracks, bounds[:-1], bounds[1:]):
+            p = probs[a:b] if track.earlier is None else np.concatenate([track.earlier, probs[a:b]])
+            population = int(track.info.duration // self.bundle.features.segment_seconds)
+            if track.final or settled(p, population, self.settings.vote_z):
+                out.append(self._result(track, p))
+            else:
+                out.append(Unsettled(track.path, track.info, track.stage + 1, p))
+        return out
 
     def classify(self, path: str | os.PathLike[str]) -> TrackResult:
-        """Prepare and decide one file; raises :class:`audio.AudioError` for bad input."""
-        return self.decide([prepare(path, self.settings, self.bundle.features)])[0]
+        """Prepare and decide one file, stage by stage; raises :class:`audio.AudioError` for bad input."""
+        after = None
+        while True:
+            outcome = self.decide([prepare(path, self.settings, self.bundle.features, after)])[0]
+            if isinstance(outcome, TrackResult):
+                return outcome
+            after = outcome
 
     def _result(self, track: PreparedTrack, probs: np.ndarray) -> TrackResult:
         labels = self.bundle.labels

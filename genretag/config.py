@@ -45,8 +45,10 @@ class Settings:
     model_path: Path = PACKAGED_MODEL
 
     # Which segments vote (see classify.py).
-    segments: str = "spread"  # "spread": K windows over long tracks; "all": every segment
-    windows: int = 40  # K, windows voted over a long track (bench/agreement.py: 96% agreement with all segments)
+    segments: str = "spread"  # "spread": staged windows over long tracks; "all": every segment
+    windows: int = 40  # K, at most this many windows vote on a long track
+    first_windows: int = 10  # windows of a staged vote's first stage; later stages add more while undecided
+    vote_z: float = 1.0  # a staged vote stops when the leader's lead exceeds z standard errors (bench/agreement.py)
     spread_min_seconds: float = 60.0  # tracks shorter than this use all their segments
     edge_seconds: float = 0.0  # skipped at each end of a long track before spreading windows (0: measured best)
 

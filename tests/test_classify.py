@@ -16,7 +16,18 @@ import soundfile as sf
 
 from genretag import audio
 from genretag.audio import AudioError
-from genretag.classify import Classifier, PreparedTrack, plan_windows, prepare, vote
+from genretag.classify import (
+    Classifier,
+    PreparedTrack,
+    TrackResult,
+    Unsettled,
+    coarse_to_fine,
+    plan_windows,
+    prepare,
+    settled,
+    stage_ends,
+    vote,
+)
 from genretag.config import Settings
 from genretag.features import FEATURES
 
@@ -30,8 +41,8 @@ LABELS = ("a", "b", "c")
 
 def test_plan_spreads_k_windows_between_the_edges() -> None:
     s = Settings(windows=7, edge_seconds=10.0, spread_min_seconds=60.0)
-    starts = plan_windows(300.0, s)
-    assert starts is not None and len(starts) == 7
+    starts = sorted(plan_windows(300.0, s))
+    assert len(starts) == 7
     assert starts[0] == pytest.approx(10.0)
     assert starts[-1] == pytest.approx(300.0 - 10.0 - SEG)
     assert np.allclose(np.diff(starts), np.diff(starts)[0])
@@ -44,24 +55,55 @@ def test_plan_uses_all_segments_for_short_tracks_and_all_mode() -> None:
     assert plan_windows(600.0, s.replace(segments="all")) is None
 
 
-def test_plan_decodes_whole_a_track_with_no_more_segments_than_windows() -> None:
+def test_plan_of_a_track_with_no_more_segments_than_windows_is_its_own_segments() -> None:
+    """So a staged vote that runs every stage is exactly the all-segments vote."""
     s = Settings(windows=40, spread_min_seconds=60.0)
-    assert plan_windows(119.0, s) is None  # 39 segments: cheaper and exact to take them all
-    assert plan_windows(121.0, s) is not None
+    assert sorted(plan_windows(119.0, s)) == [i * SEG for i in range(39)]
+    assert len(plan_windows(121.0, s)) == 40
 
 
 def test_plan_falls_back_to_the_whole_track_when_the_edges_leave_no_room() -> None:
     s = Settings(windows=5, edge_seconds=40.0, spread_min_seconds=60.0)
-    starts = plan_windows(70.0, s)
-    assert starts is not None and starts[0] == 0.0 and starts[-1] == pytest.approx(70.0 - SEG)
+    starts = sorted(plan_windows(70.0, s))
+    assert starts[0] == 0.0 and starts[-1] == pytest.approx(70.0 - SEG)
 
 
 def test_planned_windows_lie_inside_the_track() -> None:
     for duration in (60.0, 61.5, 200.0, 3600.0):
         for k in (1, 3, 10, 20):
             starts = plan_windows(duration, Settings(windows=k))
-            assert starts is not None and len(starts) == k
+            assert starts is not None and len(starts) == k == len(set(starts))
             assert min(starts) >= 0.0 and max(starts) + SEG <= duration + 1e-9
+
+
+# --- stages --------------------------------------------------------------------------------------
+
+
+def test_stages_grow_by_a_root_of_two_up_to_k() -> None:
+    assert stage_ends(40, Settings(first_windows=10)) == [10, 14, 20, 28, 40]
+    assert stage_ends(12, Settings(first_windows=10)) == [10, 12]
+    assert stage_ends(5, Settings(first_windows=10)) == [5]
+    assert stage_ends(3, Settings(first_windows=1)) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("n", [5, 12, 39, 40, 100])
+def test_every_stage_is_spread_over_the_whole_track(n: int) -> None:
+    ends = stage_ends(n, Settings(first_windows=4))
+    order = coarse_to_fine(n, 4)
+    assert sorted(order) == list(range(n))
+    for end in ends:
+        taken = sorted(order[:end])
+        gaps = np.diff([-1, *taken, n])
+        assert gaps.max() <= 2 * math.ceil(n / end), (end, taken)
+
+
+def test_a_clear_lead_settles_a_close_one_does_not() -> None:
+    clear = np.tile([0.8, 0.15, 0.05], (10, 1)) + np.random.default_rng(0).normal(0, 0.02, (10, 3))
+    assert settled(clear, population=100, z=1.0)
+    close = np.array([[0.6, 0.4, 0.0], [0.35, 0.65, 0.0]] * 5)
+    assert not settled(close, population=100, z=1.0)
+    assert settled(close, population=10, z=1.0)  # every segment of the track has voted: nothing is left
+    assert not settled(clear[:1], population=100, z=0.0)  # one window settles nothing
 
 
 # --- vote ----------------------------------------------------------------------------------------
@@ -165,9 +207,9 @@ def test_mp3_window_near_the_end_is_not_decoded_from_the_start(coded_tracks: dic
 # --- prepare -------------------------------------------------------------------------------------
 
 
-def test_prepare_decodes_k_windows_of_a_long_track(coded_tracks: dict[str, Path]) -> None:
-    track = prepare(coded_tracks[".ogg"], Settings(windows=6))
-    assert track.segment_mode == "spread"
+def test_prepare_decodes_the_first_stage_of_a_long_track(coded_tracks: dict[str, Path]) -> None:
+    track = prepare(coded_tracks[".ogg"], Settings(windows=12, first_windows=6))
+    assert track.segment_mode == "spread" and track.stage == 0 and not track.final
     assert 1 <= len(track.features) <= 6
     assert track.features.shape[1:] == FEATURES.shape
     assert track.info.duration >= 60.0
@@ -241,6 +283,38 @@ def test_results_record_mode_count_and_evidence(classifier: Classifier, prepared
 
 def test_classify_a_real_file_end_to_end(classifier: Classifier, coded_tracks: dict[str, Path]) -> None:
     result = classifier.classify(coded_tracks[".opus"])
-    assert result.segment_mode == "spread" and result.segments_used == classifier.settings.windows
+    assert result.segment_mode == "spread"
+    assert result.segments_used in stage_ends(classifier.settings.windows, classifier.settings)
     assert result.format == "OGG/OPUS"
     assert result.to_dict()["top"][0]["genre"] == result.top(1)[0][0]
+
+
+def test_an_open_vote_asks_for_the_next_stage(classifier: Classifier, coded_tracks: dict[str, Path]) -> None:
+    """With vote_z = inf no vote settles early: every stage is decoded, then K windows decide."""
+    settings = Settings(windows=8, first_windows=6, vote_z=math.inf)  # two stages: 6 windows, then 8
+    path = coded_tracks[".ogg"]
+    staged = Classifier(classifier.bundle, settings)
+    first = staged.decide([prepare(path, settings)])[0]
+    assert isinstance(first, Unsettled) and first.stage == 1 and len(first.probabilities) <= 6
+    second = prepare(path, settings, after=first)
+    assert second.final and second.earlier is first.probabilities
+    result = staged.decide([second])[0]
+    assert isinstance(result, TrackResult) and result.segments_used == len(first.probabilities) + len(second.features)
+    assert staged.classify(path).segments_used == result.segments_used <= 8
+
+
+def test_a_clear_vote_stops_after_the_first_stage(classifier: Classifier, coded_tracks: dict[str, Path]) -> None:
+    """vote_z = 0 stops as soon as any genre leads: the first stage's windows decide."""
+    settings = Settings(windows=40, first_windows=5, vote_z=0.0)
+    result = Classifier(classifier.bundle, settings).classify(coded_tracks[".mp3"])
+    assert result.segment_mode == "spread" and result.segments_used <= 5
+
+
+def test_a_full_staged_vote_equals_the_all_segments_vote(classifier: Classifier, long_opus: Path) -> None:
+    """A 4-minute track has 80 segments; with K = 80 its windows are its segments, decoded by seeking."""
+    everything = Classifier(classifier.bundle, Settings(segments="all")).classify(long_opus)
+    staged = Classifier(classifier.bundle, Settings(windows=80, vote_z=math.inf)).classify(long_opus)
+    assert staged.segment_mode == "spread" and everything.segment_mode == "all"
+    assert staged.segments_used == everything.segments_used == 80
+    assert staged.genre == everything.genre
+    assert np.allclose(list(staged.probabilities.values()), list(everything.probabilities.values()), atol=0.01)

@@ -2,9 +2,10 @@
 
 A pool of spawned processes decodes and computes MFCCs (:func:`genretag.classify.prepare`, no
 TensorFlow, nothing forked from a process that holds TensorFlow state). This process loads the
-model once and runs one forward pass per batch of ``batch_tracks`` prepared tracks. Outcomes go
-through the same :mod:`genretag.worker.job` functions as the Celery task. At most a few tracks per
-decoder are in flight, so memory stays flat whatever the library's size.
+model once and runs one forward pass per batch of ``batch_tracks`` prepared tracks; a track whose
+staged vote is still open goes back to the pool for its next stage. Outcomes go through the same
+:mod:`genretag.worker.job` functions as the Celery task. At most a few tracks per decoder are in
+flight, so memory stays flat whatever the library's size.
 
 If a decoder process dies (a crashing codec), or no decode finishes within ``task_time_limit``
 (a hanging one, whose processes are then killed), the pool is rebuilt and the tracks that were in
@@ -23,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 
 from genretag.audio import AudioError
-from genretag.classify import Classifier, PreparedTrack, TrackResult, prepare
+from genretag.classify import Classifier, PreparedTrack, TrackResult, Unsettled, prepare
 from genretag.config import Settings
 from genretag.db import session_scope, store
 from genretag.worker import job
@@ -55,9 +56,8 @@ class LocalRunner:
         self.limit = 2 * settings.worker_count + settings.batch_tracks
         self._pool: ProcessPoolExecutor | None = None
         self._classifier: Classifier | None = None
-        self._inflight: dict[Future, store.Claim] = {}
-        self._ready: list[PreparedTrack] = []
-        self._ready_ids: list[int] = []
+        self._inflight: dict[Future, tuple[store.Claim, Unsettled | None]] = {}  # claim, stage asked for
+        self._ready: list[tuple[store.Claim, PreparedTrack]] = []
 
     def __enter__(self) -> LocalRunner:
         return self
@@ -66,7 +66,7 @@ class LocalRunner:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
         if exc_type is not None:  # interrupted (Ctrl-C): unfinished tracks keep their attempt budget
-            unfinished = [c.track_id for c in self._inflight.values()] + self._ready_ids
+            unfinished = [c.track_id for c, _ in self._inflight.values()] + [c.track_id for c, _ in self._ready]
             with session_scope(self.settings.database_url) as session:
                 store.release(session, unfinished)
 
@@ -85,13 +85,17 @@ class LocalRunner:
             if claim is None:
                 self.on_finish("skipped")
                 continue
-            self._inflight[self.pool.submit(prepare, claim.path, self.settings)] = claim
+            self._prepare(claim)
 
     def drain(self) -> None:
-        """Wait for every submitted track and record the last partial batch."""
-        while self._inflight:
-            self._collect()
-        self._decide()
+        """Wait for every submitted track, and every later stage they need, and record the last batches."""
+        while self._inflight or self._ready:
+            while self._inflight:
+                self._collect()
+            self._decide()
+
+    def _prepare(self, claim: store.Claim, after: Unsettled | None = None) -> None:
+        self._inflight[self.pool.submit(prepare, claim.path, self.settings, after=after)] = (claim, after)
 
     @property
     def pool(self) -> ProcessPoolExecutor:
@@ -119,12 +123,12 @@ class LocalRunner:
         broken = False
         failures: list[tuple[int, AudioError]] = []
         for future in done:
-            claim = self._inflight.pop(future)
+            claim, after = self._inflight.pop(future)
             try:
                 prepared = future.result()
             except BrokenProcessPool:
                 broken = True
-                self._inflight[future] = claim  # retried in isolation below
+                self._inflight[future] = (claim, after)  # retried in isolation below
                 continue
             except AudioError as exc:
                 failures.append((claim.track_id, exc))
@@ -132,8 +136,7 @@ class LocalRunner:
             except Exception as exc:  # noqa: BLE001 - recorded, the scan goes on
                 failures.append((claim.track_id, job.failure_of(claim.path, exc)))
                 continue
-            self._ready.append(prepared)
-            self._ready_ids.append(claim.track_id)
+            self._ready.append((claim, prepared))
         self._record(failures)
         if broken:
             self._isolate_crash()
@@ -148,9 +151,9 @@ class LocalRunner:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
-        for claim in suspects:
+        for claim, after in suspects:
             try:
-                prepared = self.pool.submit(prepare, claim.path, self.settings).result(
+                prepared = self.pool.submit(prepare, claim.path, self.settings, after=after).result(
                     timeout=self.settings.task_time_limit
                 )
             except TimeoutError:
@@ -165,8 +168,7 @@ class LocalRunner:
             except Exception as exc:  # noqa: BLE001
                 outcome = job.failure_of(claim.path, exc)
             else:
-                self._ready.append(prepared)
-                self._ready_ids.append(claim.track_id)
+                self._ready.append((claim, prepared))
                 continue
             self._record([(claim.track_id, outcome)])
 
@@ -180,9 +182,13 @@ class LocalRunner:
     def _decide(self) -> None:
         if not self._ready:
             return
-        results = self.classifier.decide(self._ready)
-        self._record(list(zip(self._ready_ids, results)))
-        self._ready, self._ready_ids = [], []
+        claims = [c for c, _ in self._ready]
+        results = self.classifier.decide([t for _, t in self._ready])
+        self._ready = []
+        for claim, outcome in zip(claims, results):
+            if isinstance(outcome, Unsettled):
+                self._prepare(claim, outcome)
+        self._record([(c.track_id, r) for c, r in zip(claims, results) if isinstance(r, TrackResult)])
 
     def _record(self, outcomes: list[tuple[int, TrackResult | AudioError]]) -> None:
         if not outcomes:
