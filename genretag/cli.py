@@ -220,6 +220,9 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
                    f"track accuracy {summary['track_accuracy']['mean']:.3f} +- {summary['track_accuracy']['std']:.3f}")
         for genre, r in summary["per_genre_recall"].items():
             click.echo(f"  {genre:<10} recall {r['mean']:.3f} +- {r['std']:.3f}")
+        shifted = summary["with_shifted_segments"]["balanced_track_accuracy"]
+        click.echo(f"  with the shifted segments voting too: balanced track accuracy "
+                   f"{shifted['mean']:.3f} +- {shifted['std']:.3f}")
         for member in summary["members"]:
             alone = member["balanced_track_accuracy"]
             click.echo(f"  member {member['architecture']} alone: balanced track accuracy "

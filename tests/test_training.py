@@ -198,6 +198,7 @@ def test_cross_validation_reports_every_fold(synthetic_gtzan: Path, training_cac
     assert [m["architecture"] for m in summary["members"]] == ["seed", "gap"]
     assert all(set(m["balanced_track_accuracy"]) == {"mean", "std"} for m in summary["members"])
     assert "member gap alone" in result.output
+    assert set(summary["with_shifted_segments"]["balanced_track_accuracy"]) == {"mean", "std"}
     # CV runs over the clips not on the (stratified) test side: 17 per genre here.
     assert summary["data"]["tracks"]["tracks"] == {"blues": 17, "metal": 17}
     assert set(summary["per_genre_recall"]["blues"]) == {"mean", "std"}

@@ -21,14 +21,18 @@ REPORT_NAME = "evaluation.json"
 CONFUSION_NAME = "confusion.png"
 
 
-def predict_tracks(bundle, tracks: Sequence[TrackFeatures]) -> list[np.ndarray]:
-    """Segment probabilities (n_segments, n_labels) of each track, in one pass through the predictor."""
+def predict_tracks(bundle, tracks: Sequence[TrackFeatures], shifted: bool = False) -> list[np.ndarray]:
+    """Segment probabilities (n_segments, n_labels) of each track, in one pass through the predictor.
+
+    With ``shifted``, the half-segment-shifted segments vote too (twice the votes, overlapping).
+    """
     from genretag.model import Predictor
 
     if not tracks:
         return []
-    probs = Predictor(bundle)(np.concatenate([t.maps for t in tracks]))
-    bounds = np.cumsum([0] + [len(t.maps) for t in tracks])
+    views = [np.concatenate([t.maps, t.shifted]) if shifted else t.maps for t in tracks]
+    probs = Predictor(bundle)(np.concatenate(views))
+    bounds = np.cumsum([0] + [len(v) for v in views])
     return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
