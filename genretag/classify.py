@@ -101,10 +101,11 @@ def stage_ends(n_windows: int, settings: Settings) -> list[int]:
     """How many of ``n_windows`` planned windows have been decoded after each stage.
 
     The first stage takes ``first_windows``; each next stage about 1.4 times as many in all (a
-    factor of the square root of 2: two stages double the count), the last stage all of them.
+    factor of the square root of 2: two stages double the count), the last stage all of them. A
+    stage that would leave less than a fifth more for the last one takes them all instead.
     """
     ends, size = [], float(max(1, min(settings.first_windows, n_windows)))
-    while round(size) < n_windows:
+    while n_windows >= 1.2 * round(size):
         if not ends or round(size) > ends[-1]:
             ends.append(round(size))
         size *= math.sqrt(2)

@@ -46,7 +46,7 @@ class Settings:
 
     # Which segments vote (see classify.py).
     segments: str = "spread"  # "spread": staged windows over long tracks; "all": every segment
-    windows: int = 40  # K, at most this many windows vote on a long track
+    windows: int = 60  # K, at most this many windows vote on a long track (bench/agreement.py)
     first_windows: int = 10  # windows of a staged vote's first stage; later stages add more while undecided
     vote_z: float = 1.0  # a staged vote stops when the leader's lead exceeds z standard errors (bench/agreement.py)
     spread_min_seconds: float = 60.0  # tracks shorter than this use all their segments
