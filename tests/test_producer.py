@@ -210,3 +210,23 @@ def test_local_scan_stops_decoders_that_exceed_the_time_limit(
     summary = scan(library, settings_for(sqlite_url, task_time_limit=1, segments="all"))
     assert (summary.counts.done, summary.counts.failed) == (0, 1)
     assert by_path(sqlite_url)[str(library / "long.mp3")].error.startswith("timed out")
+
+
+@pytest.mark.parametrize(("vote_z", "windows_heard"), [(float("inf"), range(8, 13)), (0.0, range(2, 6))])
+def test_local_scan_sends_open_votes_back_for_their_next_stage(
+    real_library: Path, sqlite_url: str, tmp_path: Path, vote_z: float, windows_heard: range
+) -> None:
+    """Stages of 5, 7, 10 and 12 windows: z = inf runs them all through the decoder pool, z = 0 stops after the first."""
+    from genretag.classify import Classifier
+
+    longest = max((p for p in real_library.rglob("*.ogg")), key=lambda p: p.stat().st_size)
+    root = tmp_path / "long"
+    root.mkdir()
+    shutil.copy(longest, root / longest.name)
+    settings = settings_for(sqlite_url, windows=12, first_windows=5, vote_z=vote_z)
+    assert scan(root, settings).counts.done == 1
+    with session_scope(sqlite_url) as s:
+        (prediction,) = s.scalars(select(Prediction)).all()
+    assert prediction.segment_mode == "spread" and prediction.segments_used in windows_heard
+    in_process = Classifier.load(settings).classify(root / longest.name)
+    assert (prediction.genre, prediction.segments_used) == (in_process.genre, in_process.segments_used)
