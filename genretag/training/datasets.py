@@ -81,6 +81,10 @@ class TrackFeatures:
     maps: np.ndarray
     shifted: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, *FEATURES.shape), np.float32))
 
+    def views(self, shifted: bool = False) -> np.ndarray:
+        """The segments' maps, followed by the shifted ones when asked."""
+        return np.concatenate([self.maps, self.shifted]) if shifted else self.maps
+
 
 def genre_root(data: Path) -> tuple[Path, str]:
     """The folder holding the genre folders, and the layout name, for a user-given ``data`` folder."""

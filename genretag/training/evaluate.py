@@ -30,7 +30,7 @@ def predict_tracks(bundle, tracks: Sequence[TrackFeatures], shifted: bool = Fals
 
     if not tracks:
         return []
-    views = [np.concatenate([t.maps, t.shifted]) if shifted else t.maps for t in tracks]
+    views = [t.views(shifted) for t in tracks]
     probs = Predictor(bundle)(np.concatenate(views))
     bounds = np.cumsum([0] + [len(v) for v in views])
     return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

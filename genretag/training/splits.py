@@ -111,7 +111,7 @@ def as_arrays(
     index = {g: i for i, g in enumerate(labels)}
     if not tracks:
         return np.zeros((0, 0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    views = [np.concatenate([t.maps, t.shifted]) if shifted else t.maps for t in tracks]
+    views = [t.views(shifted) for t in tracks]
     x = np.concatenate(views)
     y = np.concatenate([np.full(len(v), index[t.clip.genre]) for t, v in zip(tracks, views)])
     owner = np.concatenate([np.full(len(v), i) for i, v in enumerate(views)])
