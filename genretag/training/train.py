@@ -220,16 +220,13 @@ def fit_ensemble(
     names = members(config.architecture)
     trained = [fit(train, valid, config.replace(architecture=name, seed=config.seed + 1000 * i), verbose, labels)
                for i, name in enumerate(names)]
-    first = trained[0].bundle
+    first = trained[0].bundle  # labels, feature parameters and normalisation are the members' own
     model = ensemble_of([t.bundle.model for t in trained], config.architecture, FEATURES.shape, len(labels))
-    bundle = ModelBundle(
+    bundle = dataclasses.replace(
+        first,
         model=model,
         architecture=config.architecture,
         version=_version(config, model),
-        labels=labels,
-        features=FEATURES,
-        mean=first.mean,
-        std=first.std,
         training={
             "settings": dataclasses.asdict(config),
             "data": first.training["data"],
