@@ -10,7 +10,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -50,16 +50,29 @@ class Track(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_seen_scan_id: Mapped[int | None] = mapped_column(Integer)  # the scan that last found the file
     queued_scan_id: Mapped[int | None] = mapped_column(Integer)  # the scan that last queued it
+    # The file's own tags as read (mutagen), verbatim; None where absent or unreadable.
+    tag_genre: Mapped[str | None] = mapped_column(Text)
+    tag_artist: Mapped[str | None] = mapped_column(Text)
+    tag_album_artist: Mapped[str | None] = mapped_column(Text)
+    tag_album: Mapped[str | None] = mapped_column(Text)
+    tag_title: Mapped[str | None] = mapped_column(Text)
+    # The prediction of the model that last classified the track: aggregates read it without a join.
+    current_prediction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("predictions.id", ondelete="SET NULL", name="fk_tracks_current_prediction", use_alter=True)
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     predictions: Mapped[list[Prediction]] = relationship(
-        back_populates="track", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="track", cascade="all, delete-orphan", passive_deletes=True,
+        foreign_keys="Prediction.track_id",
     )
 
     __table_args__ = (
         Index("ix_tracks_status", "status"),
         Index("ix_tracks_queued", "queued_scan_id", "status"),
+        Index("ix_tracks_tag_genre", "tag_genre"),
+        Index("ix_tracks_current_prediction", "current_prediction_id"),
     )
 
     def __repr__(self) -> str:
@@ -73,7 +86,10 @@ class Prediction(Base):
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
     model_version: Mapped[str] = mapped_column(String(128))
     genre: Mapped[str] = mapped_column(String(32))
-    confidence: Mapped[float] = mapped_column(Float)  # vote share of ``genre`` among the segments
+    confidence: Mapped[float] = mapped_column(Float)  # calibrated probability of ``genre`` (vote share before 0003)
+    vote_share: Mapped[float | None] = mapped_column(Float)  # fraction of segments won by ``genre``
+    uncertain: Mapped[bool | None] = mapped_column(Boolean)  # below min_confidence; None: not assessed
+    runner_up: Mapped[str | None] = mapped_column(String(64))  # second most probable genre
     mean_probability: Mapped[float] = mapped_column(Float)  # mean segment probability of ``genre``
     probabilities: Mapped[dict[str, Any]] = mapped_column(JSONDoc)  # genre -> mean probability
     votes: Mapped[dict[str, Any]] = mapped_column(JSONDoc)  # genre -> segments won
@@ -81,13 +97,14 @@ class Prediction(Base):
     segment_mode: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    track: Mapped[Track] = relationship(back_populates="predictions")
+    track: Mapped[Track] = relationship(back_populates="predictions", foreign_keys=[track_id])
 
     __table_args__ = (
         UniqueConstraint("track_id", "model_version", name="uq_predictions_track_model"),
         Index("ix_predictions_genre_confidence", "genre", "confidence"),
         Index("ix_predictions_confidence", "confidence"),
         Index("ix_predictions_model_version", "model_version"),
+        Index("ix_predictions_uncertain", "uncertain"),
     )
 
     def __repr__(self) -> str:
