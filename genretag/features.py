@@ -99,3 +99,56 @@ def extract(y: np.ndarray, params: FeatureParams = FEATURES) -> np.ndarray:
 def features_of_segments(segments: np.ndarray, params: FeatureParams = FEATURES) -> np.ndarray:
     """Drop silent segments, then MFCC the rest; the step shared by whole tracks and seeked windows."""
     return mfcc(segments[loud_enough(segments, params)], params)
+
+
+# --- the musicnn kind ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MusicnnParams:
+    """musicnn's log-mel patches, as its MSD backbone was trained on (``musicnn.extractor.batch_data``).
+
+    16 kHz, n_fft 512, hop 256, 96 Slaney mels of the power spectrum, ``log10(1 + 10000 * mel)``
+    in float32 (musicnn's float16 overflows), 187 frames per patch. A segment is 187 hops long
+    (2.992 s), so a clip's segments sit where musicnn's own non-overlapping patches do.
+    """
+
+    kind: str = "musicnn"
+    sr: int = 16000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    n_frames: int = 187
+    log_scale: float = 10000.0  # the map is log10(1 + log_scale * mel power)
+    segment_seconds: float = 2.992  # n_frames * hop_length / sr
+    min_seconds: float = 1.0
+    silence_db: float = -60.0
+
+    @property
+    def segment_samples(self) -> int:
+        return int(round(self.segment_seconds * self.sr))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of one segment's map: (frames, mel bins)."""
+        return (self.n_frames, self.n_mels)
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+MUSICNN = MusicnnParams()
+
+
+def musicnn_logmel(segments: np.ndarray, params: MusicnnParams = MUSICNN) -> np.ndarray:
+    """Log-mel maps of segments (n, segment_samples) at 16 kHz: float32 (n, n_frames, n_mels), time first.
+
+    Each segment is taken alone (centred frames, zero padding at its edges); its first 187 frames
+    are musicnn's patch, the one left over is centred on the next segment's start.
+    """
+    if len(segments) == 0:
+        return np.zeros((0, *params.shape), dtype=np.float32)
+    mel = librosa.feature.melspectrogram(y=np.ascontiguousarray(segments, dtype=np.float32), sr=params.sr,
+                                         n_fft=params.n_fft, hop_length=params.hop_length, n_mels=params.n_mels)
+    maps = np.swapaxes(mel, 1, 2)[:, : params.n_frames].astype(np.float32)
+    return np.log10(1 + params.log_scale * maps)

@@ -1,0 +1,71 @@
+"""The musicnn port against musicnn itself, on real GTZAN clips.
+
+``tests/data/musicnn_reference.npz`` holds musicnn 0.1.0's own pooled features, penultimate
+features and MSD tag probabilities per patch, written by ``scripts/musicnn_reference.py`` in a
+separate venv (musicnn is never installed here). The port must give the same within 1e-4,
+relative to each value's size where it exceeds 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genretag import audio, features
+from genretag.features import MUSICNN
+
+REFERENCE = Path(__file__).parent / "data" / "musicnn_reference.npz"
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    with np.load(REFERENCE) as npz:
+        return dict(npz)
+
+
+def musicnn_patches(path: Path) -> np.ndarray:
+    """musicnn's ``batch_data`` with the float32 fix: the whole clip at 16 kHz, non-overlapping 187-frame patches."""
+    import librosa
+
+    y, sr = librosa.load(path, sr=16000)
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, hop_length=256, n_fft=512, n_mels=96).T.astype(np.float32)
+    rep = np.log10(10000 * mel + 1)
+    return np.stack([rep[t: t + 187] for t in range(0, rep.shape[0] - 187 + 1, 187)])
+
+
+@pytest.fixture(scope="module")
+def patches(reference, gtzan_dir) -> np.ndarray:
+    return np.concatenate([musicnn_patches(gtzan_dir / clip) for clip in reference["clips"]])
+
+
+def close(ours: np.ndarray, theirs: np.ndarray) -> None:
+    np.testing.assert_allclose(ours, theirs, rtol=TOLERANCE, atol=TOLERANCE)
+
+
+def test_port_matches_musicnn(reference, patches):
+    from genretag.training.musicnn import load_backbone
+
+    assert len(patches) == reference["patches"].sum() == 30
+    np.testing.assert_allclose(patches.mean(axis=(1, 2)), reference["input_mean"], atol=1e-5)  # same input
+    pooled, penultimate, tags = (np.asarray(a) for a in load_backbone()(patches[..., None], training=False))
+    close(pooled[:, :753], reference["mean_pool"])
+    close(pooled[:, 753:], reference["max_pool"])
+    close(penultimate, reference["penultimate"])
+    close(tags, reference["tags"])
+    # Every patch has features of its own (musicnn's extractor repeats patch 0's penultimate row).
+    assert np.abs(np.diff(reference["penultimate"], axis=0)).max(axis=1).min() > 0.1
+
+
+def test_kind_is_musicnns_patches(reference, patches, gtzan_dir):
+    """Our segments' maps are musicnn's patches; only frame 0 of a later patch sees its neighbour's audio."""
+    first = reference["clips"][0]
+    y = audio.load(gtzan_dir / first, MUSICNN.sr)
+    maps = features.musicnn_logmel(features.segment(y, MUSICNN), MUSICNN)
+    theirs = patches[: reference["patches"][0]]
+    assert maps.shape == theirs.shape == (10, *MUSICNN.shape)
+    close(maps[0], theirs[0])
+    close(maps[1:, 1:], theirs[1:, 1:])
+    assert np.abs(maps[1:, 0] - theirs[1:, 0]).max() > 0.1  # the edge frame does differ: the test can tell
