@@ -69,3 +69,18 @@ def test_kind_is_musicnns_patches(reference, patches, gtzan_dir):
     close(maps[0], theirs[0])
     close(maps[1:, 1:], theirs[1:, 1:])
     assert np.abs(maps[1:, 0] - theirs[1:, 0]).max() > 0.1  # the edge frame does differ: the test can tell
+
+
+def test_head_folded_into_the_network(patches):
+    """The exported network (backbone, then the head with its standardisation and temperature folded into one
+    Dense layer) gives the head's own probabilities on the backbone's pooled features."""
+    from genretag.training.musicnn import load_backbone, pooled_features
+    from genretag.training.pretrained import Head, network
+
+    rng = np.random.default_rng(0)
+    pooled = pooled_features(load_backbone(), patches)
+    head = Head(pooled.mean(axis=0), pooled.std(axis=0) + 1e-6, rng.normal(size=(10, pooled.shape[1])) * 0.05,
+                rng.normal(size=10), C=1.0)
+    ours = np.asarray(network(head, temperature=0.7)(patches[..., None], training=False))
+    np.testing.assert_allclose(ours, head.probabilities(pooled, temperature=0.7), atol=1e-5)
+    assert np.abs(ours - head.probabilities(pooled)).max() > 0.01  # the temperature is in there

@@ -99,7 +99,30 @@ def pooled_features(backbone: Any, patches: np.ndarray, batch_size: int = 64) ->
 
     if len(patches) == 0:
         return np.zeros((0, POOLED), np.float32)
-    spec = tf.TensorSpec((None, N_FRAMES, N_MELS, 1), tf.float32)
-    forward = tf.function(lambda x: backbone(x, training=False)[0], input_signature=[spec])
+    forward = getattr(backbone, "_pooled_forward", None)
+    if forward is None:  # traced once per model, whatever the batch size
+        spec = tf.TensorSpec((None, N_FRAMES, N_MELS, 1), tf.float32)
+        forward = tf.function(lambda x: backbone(x, training=False)[0], input_signature=[spec])
+        backbone._pooled_forward = forward
     x = np.asarray(patches, np.float32)[..., None]
     return np.concatenate([forward(x[i: i + batch_size]).numpy() for i in range(0, len(x), batch_size)])
+
+
+def build_classifier(input_shape: tuple[int, int] = (N_FRAMES, N_MELS), n_classes: int = 10,
+                     name: str = "musicnn") -> Any:
+    """The backbone's pooled features, standardised, through one Dense softmax layer: a patch to genre probabilities.
+
+    The GTZAN head (genretag.training.pretrained) is a logistic regression: its standardisation is the
+    ``standardise`` layer's weights and its temperature is folded into the Dense layer's, so the whole
+    network rebuilds from its name.
+    """
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    if tuple(input_shape) != (N_FRAMES, N_MELS):
+        raise ValueError(f"musicnn takes ({N_FRAMES}, {N_MELS}) log-mel patches, not {tuple(input_shape)}")
+    backbone = build_backbone()
+    patch = keras.Input(shape=(N_FRAMES, N_MELS, 1), name="logmel")
+    standardised = layers.Normalization(name="standardise")(backbone(patch)[0])
+    probs = layers.Dense(n_classes, activation="softmax", name="genre")(standardised)
+    return keras.Model(patch, probs, name=name)
