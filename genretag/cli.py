@@ -380,6 +380,30 @@ def export(ctx: click.Context, fmt: str, out: Path | None, model_version: str | 
         click.echo(f"wrote {count} tracks to {out}", err=True)
 
 
+@cli.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
+@click.option("--model-version", help="Report predictions of this model [default: each track's current one].")
+@click.option("--folders", "top_folders", type=click.IntRange(1), default=15, show_default=True, help="Largest top-level folders shown per root.")
+@click.pass_context
+def report(ctx: click.Context, out: Path, model_version: str | None, top_folders: int) -> None:
+    """Write the library as one self-contained HTML page: genres, confidence, folders, tags, failures, scans, model."""
+    from genretag.db import session_factory
+    from genretag.model import BundleError, read_meta
+    from genretag.report.library import build
+
+    settings = settings_of(ctx)
+    try:
+        meta = read_meta(settings.model_path)
+    except BundleError as exc:
+        click.echo(f"model card left out: {exc}", err=True)
+        meta = None
+    with session_factory(settings.database_url)() as session:
+        page = build(session, meta, model_version, top_folders)
+    with click.open_file(str(out), "w", encoding="utf-8", atomic=True) as stream:
+        stream.write(page)
+    click.echo(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB)", err=True)
+
+
 def main() -> None:
     cli(auto_envvar_prefix=None)
 

@@ -280,10 +280,15 @@ def done_predictions(model_version: str | None) -> Select:
     )
 
 
+def status_counts(session: Session) -> dict[str, int]:
+    """Tracks per status (an index-only scan of ``ix_tracks_status_current``)."""
+    return dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).tuples().all())
+
+
 def library_stats(
     session: Session, model_version: str | None = None, top_failures: int = 10, last_scans: int = 5
 ) -> LibraryStats:
-    by_status = dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).tuples().all())
+    by_status = status_counts(session)
     bucket = confidence_bucket(Prediction.confidence).label("bucket")
     by_genre: dict[str, int] = {}
     per_bucket: dict[int, int] = {}
