@@ -3,7 +3,7 @@
 Fills a schema of its own with N synthetic tracks (bulk ``INSERT .. SELECT generate_series``): 98% done
 with a prediction of the shipped model, 10% of those with an older model's prediction too, 1% failed
 (three reasons), pending and missing ones, 60% with a genre tag, 20,000 artist folders, 30 scan runs.
-The first ``--files`` tracks are real files: hard links to one small file in a tree under ``--tree``,
+The first ``--files`` tracks are real files: hard links to a few small files in a tree under ``--tree``,
 recorded unchanged, so walk+diff measures a nightly rescan's steady state.
 
 "Before" is measured on the schema before migration 0004, with the statements as they were (each
@@ -126,22 +126,28 @@ def fill(conn, n: int, tree: Path, files: int, version: str) -> None:
         FROM generate_series(1, 30) k"""), {"v": version, "n": n})
 
 
-def _seed(tree: Path) -> Path:
-    """The one real file, beside the tree (inside, the walk would find it as a new file)."""
-    return tree.with_name(tree.name + "-seed.mp3")
+LINKS_PER_SEED = 50_000  # ext4 allows 65,000 hard links to one file
+
+
+def _seed(tree: Path, k: int = 0) -> Path:
+    """Real file number ``k``, beside the tree (inside, the walk would find it as a new file)."""
+    return tree.with_name(f"{tree.name}-seed{k}.mp3")
 
 
 def make_tree(root: Path, files: int) -> None:
-    """``files`` hard links to one small file, 1,000 per folder (what ``fill`` names tracks 1..files)."""
+    """``files`` hard links to small files of one size and mtime, 1,000 per folder (``fill`` names them)."""
     root.mkdir(parents=True, exist_ok=True)
-    seed = _seed(root)
-    if not seed.exists():
-        seed.write_bytes(b"ID3" + bytes(1000))
+    mtime_ns = 1_700_000_000_123_456_789
+    for k in range(files // LINKS_PER_SEED + 1):
+        seed = _seed(root, k)
+        if not seed.exists():
+            seed.write_bytes(b"ID3" + bytes(1000))
+            os.utime(seed, ns=(mtime_ns, mtime_ns))
     for i in range(1, files + 1):
         link = root / f"d{i // 1000:03d}" / f"t{i:07d}.mp3"
         if not link.exists():
             link.parent.mkdir(exist_ok=True)
-            os.link(seed, link)
+            os.link(_seed(root, i // LINKS_PER_SEED), link)
 
 
 # --- measuring --------------------------------------------------------------------------------

@@ -404,6 +404,27 @@ def report(ctx: click.Context, out: Path, model_version: str | None, top_folders
     click.echo(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB)", err=True)
 
 
+@cli.command()
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
+@click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
+@click.option("--per-genre", type=click.IntRange(1), default=5, show_default=True, help="Clips per genre in the MFCC statistics.")
+@click.pass_context
+def explore(ctx: click.Context, data: Path, out: Path, splits: Path | None, per_genre: int) -> None:
+    """Write the training data as one HTML page: balance per split, examples, MFCC per genre, clip facts."""
+    from genretag.report.explore import build
+    from genretag.training.datasets import DatasetError, discover
+
+    try:
+        dataset = discover(data, splits)
+    except DatasetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
+    page = build(dataset, settings_of(ctx).cache_dir, per_genre)
+    with click.open_file(str(out), "w", encoding="utf-8", atomic=True) as stream:
+        stream.write(page)
+    click.echo(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB)", err=True)
+
+
 def main() -> None:
     cli(auto_envvar_prefix=None)
 

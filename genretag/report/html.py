@@ -62,9 +62,9 @@ def share(part: int, whole: int) -> Html:
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int] = ()) -> Html:
     """A table; columns whose index is in ``numeric`` are right-aligned."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    cell = ('<td class="n">', "<td>")
     body = "".join(
-        "<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{esc(v)}</td>' for i, v in enumerate(row)) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(f"{cell[i not in numeric]}{esc(v)}</td>" for i, v in enumerate(row)) + "</tr>" for row in rows
     )
     return Html(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
