@@ -270,6 +270,25 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
 
 
 @cli.command()
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 in a container).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.pass_context
+def flower(ctx: click.Context, address: str, port: int) -> None:
+    """Run Flower, the Celery web monitor: workers, tasks and queues on the broker [GENRETAG_BROKER_URL].
+
+    Flower's own settings (FLOWER_BASIC_AUTH=user:password, FLOWER_URL_PREFIX, ...) are read from the environment.
+    """
+    from genretag.config import redact_url
+    from genretag.worker.app import configure
+
+    settings = settings_of(ctx)
+    if settings.local_mode:
+        raise click.UsageError("Flower watches Celery workers: set GENRETAG_BROKER_URL or --broker-url")
+    click.echo(f"flower: http://{address}:{port}/ watching {redact_url(settings.broker_url)}", err=True)
+    configure(settings).start(["flower", f"--address={address}", f"--port={port}"])
+
+
+@cli.command()
 @click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--schedule-file", type=click.Path(dir_okay=False, path_type=Path), help="Beat's record of last runs [default: in the user data dir].")
 @click.option("--loglevel", default="info", show_default=True, help="Celery log level.")
