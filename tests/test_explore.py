@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from genretag.cli import cli
 from genretag.report.explore import SECTIONS
-from test_report import EXTERNAL_URL, assert_not_blank, render
+from browser import EXTERNAL_URL, assert_not_blank, render
 
 
 def explore(data: Path, out: Path, cache: Path) -> str:

@@ -22,9 +22,9 @@ from genretag.db import Prediction, Track, session_factory, session_scope, store
 from genretag.model import GENRES
 from genretag.report import aggregates as agg
 from genretag.report.library import SECTIONS, build
+from browser import EXTERNAL_URL, assert_not_blank, render
 
 REPO = Path(__file__).resolve().parents[1]
-EXTERNAL_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://|(?:src|href)\s*=\s*(?![\"']?(?:data:|#))|@import|url\(", re.I)
 EVIL = "<script>alert(1)</script>.mp3"
 
 
@@ -150,33 +150,6 @@ def scanned(tmp_path_factory: pytest.TempPathFactory, gtzan_dir: Path) -> tuple[
     assert out.returncode == 0, out.stderr
     assert "5 done, 1 failed" in out.stdout, out.stdout
     return url, root
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("chromium not installed (scripts/test.sh installs it with apt-get)")
-    return found
-
-
-def render(page: Path, tmp: Path, height: int) -> tuple[Path, str]:
-    """A screenshot of ``page`` and its DOM after loading, from headless Chromium with the network refused."""
-    flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp / 'profile'}",
-             "--host-resolver-rules=MAP * ~NOTFOUND", f"--window-size=1200,{height}"]
-    shot = tmp / f"{page.stem}.png"
-    subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], check=True, capture_output=True, timeout=120)
-    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], check=True, capture_output=True, text=True,
-                         timeout=120).stdout
-    return shot, dom
-
-
-def assert_not_blank(shot: Path) -> None:
-    from PIL import Image, ImageStat
-
-    image = Image.open(shot).convert("L")
-    assert image.size[0] >= 1000
-    assert ImageStat.Stat(image).stddev[0] > 20, "the screenshot is (nearly) one colour"
 
 
 def test_report_of_a_real_scan_in_chromium(scanned: tuple[str, Path], tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ class Track(Base):
     tag_album: Mapped[str | None] = mapped_column(Text)
     tag_title: Mapped[str | None] = mapped_column(Text)
     # The prediction written last (store.record_prediction), so aggregates join one prediction per track.
-    # No foreign key: predictions go only with their track, and readers also match track_id (queries.py).
+    # No foreign key (see migration 0004): predictions are deleted only with their track.
     current_prediction_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -102,6 +102,9 @@ class Prediction(Base):
         Index("ix_predictions_confidence", "confidence"),
         Index("ix_predictions_model_version", "model_version"),
         Index("ix_predictions_uncertain", "uncertain"),
+        # What the aggregates read of the current prediction: they merge-join it with ix_tracks_status_current,
+        # both index-only, instead of reading the wide rows (probabilities, votes).
+        Index("ix_predictions_current", "id", "genre", "confidence", "uncertain", "model_version"),
     )
 
     def __repr__(self) -> str:

@@ -180,7 +180,7 @@ def _with_prediction(stmt: Select, model_version: str | None) -> Select:
         return stmt.outerjoin(
             Prediction, and_(Prediction.track_id == Track.id, Prediction.model_version == model_version)
         )
-    return stmt.outerjoin(Prediction, and_(Prediction.id == Track.current_prediction_id, Prediction.track_id == Track.id))
+    return stmt.outerjoin(Prediction, Prediction.id == Track.current_prediction_id)
 
 
 # --- listing -----------------------------------------------------------------------------------

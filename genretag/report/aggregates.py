@@ -6,10 +6,11 @@ aggregate rows (genre x confidence bin, top folders x genre, top failure reasons
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from genretag.db.models import Prediction, ScanRun, Track, TrackStatus
@@ -130,25 +131,41 @@ def scanned_roots(session: Session) -> list[str]:
     return list(session.scalars(select(ScanRun.root).group_by(ScanRun.root).order_by(latest.desc(), ScanRun.root)))
 
 
+def done_tracks(model_version: str | None) -> Select:
+    """Done tracks that have a prediction (``model_version``'s, or a current one), joining only when it must."""
+    if model_version is not None:
+        return done_predictions(model_version)
+    return select().select_from(Track).where(Track.status == TrackStatus.done.value,
+                                             Track.current_prediction_id.is_not(None))
+
+
 def folder_table(session: Session, root: str, model_version: str | None, top: int = 15) -> FolderTable:
-    """Genres of the ``top`` top-level folders of ``root`` with the most done tracks."""
-    tracks = done_predictions(model_version).add_columns(
-        top_folder(session, root).label("folder"), Prediction.genre.label("genre")
-    ).where(under_root(Track.path, root)).subquery()
-    folders, total = session.execute(select(func.count(func.distinct(tracks.c.folder)), func.count()).select_from(tracks)).one()
+    """Genres of the ``top`` top-level folders of ``root`` with the most done tracks.
+
+    One pass groups the root's done tracks by folder (sizes, and by window functions the number of
+    folders and tracks); a second reads only the largest folders' path ranges, by genre.
+    """
+    folder = top_folder(session, root).label("folder")
     size = func.count().label("size")
-    largest = (select(tracks.c.folder, size).group_by(tracks.c.folder)
-               .order_by(size.desc(), tracks.c.folder).limit(top).subquery())
-    rows = session.execute(
-        select(largest.c.folder, largest.c.size, tracks.c.genre, func.count())
-        .join(largest, largest.c.folder == tracks.c.folder)
-        .group_by(largest.c.folder, largest.c.size, tracks.c.genre)
-    )
-    table: dict[str, tuple[int, dict[str, int]]] = {}
-    for folder, n_folder, genre, n in rows:
-        table.setdefault(folder, (n_folder, {}))[1][genre] = n
-    ordered = sorted(table.items(), key=lambda kv: (-kv[1][0], kv[0]))
-    return FolderTable(root, folders, total, [(f, n, genres) for f, (n, genres) in ordered])
+    largest = session.execute(
+        done_tracks(model_version).add_columns(folder, size, func.count().over().label("folders"),
+                                                    func.sum(func.count()).over().label("tracks"))
+        .where(under_root(Track.path, root)).group_by(folder).order_by(size.desc(), folder).limit(top)
+    ).all()
+    if not largest:
+        return FolderTable(root, 0, 0, [])
+    base = root.rstrip("/")
+    ranges = [under_root(Track.path, f"{base}/{row.folder}") if row.folder != NO_FOLDER
+              else and_(under_root(Track.path, base), _find(session, "/", func.substr(Track.path, len(base) + 2)) == 0)
+              for row in largest]
+    mix: dict[str, dict[str, int]] = {row.folder: {} for row in largest}
+    for name, genre, n in session.execute(
+        done_predictions(model_version).add_columns(folder, Prediction.genre, func.count())
+        .where(or_(*ranges)).group_by(folder, Prediction.genre)
+    ):
+        mix[name][genre] = n
+    return FolderTable(root, largest[0].folders, int(largest[0].tracks),
+                       [(row.folder, row.size, mix[row.folder]) for row in largest])
 
 
 def normalised_tag(column: ColumnElement[str]) -> ColumnElement[str]:
@@ -157,28 +174,32 @@ def normalised_tag(column: ColumnElement[str]) -> ColumnElement[str]:
 
 
 def tag_agreement(session: Session, model_version: str | None, top: int = 15) -> TagAgreement:
-    """How often the prediction matches the file's genre tag (hook: the tags issue's own comparison may replace this)."""
-    tagged = done_predictions(model_version).where(Track.tag_genre.is_not(None), func.trim(Track.tag_genre) != "")
+    """How often the prediction matches the file's genre tag (hook: the tags issue's own comparison may replace this).
+
+    One pass groups the tagged done tracks by (tag text, predicted genre); there are as many rows as
+    distinct pairs, which the per-genre tallies and the top disagreements are summed from.
+    """
     agree = (normalised_tag(Track.tag_genre) == Prediction.genre).label("agree")
+    rows = session.execute(
+        done_predictions(model_version).add_columns(Track.tag_genre, Prediction.genre, agree, func.count())
+        .where(Track.tag_genre.is_not(None), func.trim(Track.tag_genre) != "")
+        .group_by(Track.tag_genre, Prediction.genre, agree)
+    )
     per_genre: dict[str, tuple[int, int]] = {}
-    for genre, same, n in session.execute(
-        tagged.add_columns(Prediction.genre, agree, func.count()).group_by(Prediction.genre, agree)
-    ):
+    disagreements: list[tuple[int, str, str]] = []  # a heap of the ``top`` largest (tracks, tag, genre)
+    for tag, genre, same, n in rows:
         total, matched = per_genre.get(genre, (0, 0))
         per_genre[genre] = (total + n, matched + (n if same else 0))
-    count = func.count().label("n")
-    pairs = session.execute(
-        tagged.add_columns(Track.tag_genre, Prediction.genre, count)
-        .where(normalised_tag(Track.tag_genre) != Prediction.genre)
-        .group_by(Track.tag_genre, Prediction.genre)
-        .order_by(count.desc(), Track.tag_genre, Prediction.genre)
-        .limit(top)
-    ).tuples().all()
+        if not same:
+            heapq.heappush(disagreements, (n, tag, genre))
+            if len(disagreements) > top:
+                heapq.heappop(disagreements)
+    ranked = sorted(disagreements, key=lambda d: (-d[0], d[1], d[2]))
     return TagAgreement(
         tagged=sum(t for t, _ in per_genre.values()),
         agree=sum(a for _, a in per_genre.values()),
         per_genre=dict(sorted(per_genre.items())),
-        disagreements=[tuple(p) for p in pairs],
+        disagreements=[(tag, genre, n) for n, tag, genre in ranked],
     )
 
 
