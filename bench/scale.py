@@ -30,7 +30,15 @@ from sqlalchemy.orm import Session, aliased
 from genretag.config import PACKAGED_MODEL
 from genretag.db import Prediction, Track, TrackStatus
 from genretag.db.engine import alembic_config, create
-from genretag.db.queries import TrackFilter, confidence_bucket, find_tracks, library_stats, track_query
+from genretag.db.queries import (
+    STREAM_BATCH,
+    TrackFilter,
+    TrackRow,
+    confidence_bucket,
+    find_tracks,
+    library_stats,
+    track_query,
+)
 from genretag.model import read_meta
 from genretag.producer.diff import plan_batch
 from genretag.producer.scan import DB_BATCH, batched
@@ -76,7 +84,8 @@ def query_before(session: Session, flt: TrackFilter, limit: int | None = None) -
     old = old.order_by(Track.path)
     if flt.limit:
         old = old.limit(flt.limit)
-    return sum(1 for _ in islice(session.execute(old.execution_options(yield_per=2000)), limit))
+    rows = session.execute(old.execution_options(yield_per=STREAM_BATCH))
+    return sum(1 for _ in islice((TrackRow(**r._mapping) for r in rows), limit))  # as find_tracks builds them
 
 
 def query_ours(session: Session, flt: TrackFilter, limit: int | None = None) -> int:
