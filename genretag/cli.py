@@ -399,6 +399,13 @@ def export(ctx: click.Context, fmt: str, out: Path | None, model_version: str | 
         click.echo(f"wrote {count} tracks to {out}", err=True)
 
 
+def _write_page(out: Path, page: str) -> None:
+    """Write an HTML page atomically (a reader never sees half of it) and say where."""
+    with click.open_file(str(out), "w", encoding="utf-8", atomic=True) as stream:
+        stream.write(page)
+    click.echo(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB)", err=True)
+
+
 @cli.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
 @click.option("--model-version", help="Report predictions of this model [default: each track's current one].")
@@ -418,9 +425,7 @@ def report(ctx: click.Context, out: Path, model_version: str | None, top_folders
         meta = None
     with session_factory(settings.database_url)() as session:
         page = build(session, meta, model_version, top_folders)
-    with click.open_file(str(out), "w", encoding="utf-8", atomic=True) as stream:
-        stream.write(page)
-    click.echo(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB)", err=True)
+    _write_page(out, page)
 
 
 @cli.command()
@@ -439,9 +444,7 @@ def explore(ctx: click.Context, data: Path, out: Path, splits: Path | None, per_
     except DatasetError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
     page = build(dataset, settings_of(ctx).cache_dir, per_genre)
-    with click.open_file(str(out), "w", encoding="utf-8", atomic=True) as stream:
-        stream.write(page)
-    click.echo(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB)", err=True)
+    _write_page(out, page)
 
 
 def main() -> None:
