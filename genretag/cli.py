@@ -270,6 +270,25 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
 
 
 @cli.command()
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 in a container).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.pass_context
+def flower(ctx: click.Context, address: str, port: int) -> None:
+    """Run Flower, the Celery web monitor: workers, tasks and queues on the broker [GENRETAG_BROKER_URL].
+
+    Flower's own settings (FLOWER_BASIC_AUTH=user:password, FLOWER_URL_PREFIX, ...) are read from the environment.
+    """
+    from genretag.config import redact_url
+    from genretag.worker.app import configure
+
+    settings = settings_of(ctx)
+    if settings.local_mode:
+        raise click.UsageError("Flower watches Celery workers: set GENRETAG_BROKER_URL or --broker-url")
+    click.echo(f"flower: http://{address}:{port}/ watching {redact_url(settings.broker_url)}", err=True)
+    configure(settings).start(["flower", f"--address={address}", f"--port={port}"])
+
+
+@cli.command()
 @click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--schedule-file", type=click.Path(dir_okay=False, path_type=Path), help="Beat's record of last runs [default: in the user data dir].")
 @click.option("--loglevel", default="info", show_default=True, help="Celery log level.")
@@ -378,6 +397,54 @@ def export(ctx: click.Context, fmt: str, out: Path | None, model_version: str | 
         count = write_json(rows, stream) if fmt == "json" else write_csv(rows, EXPORT_FIELDS, stream)
     if out is not None:
         click.echo(f"wrote {count} tracks to {out}", err=True)
+
+
+def _write_page(out: Path, page: str) -> None:
+    """Write an HTML page atomically (a reader never sees half of it) and say where."""
+    with click.open_file(str(out), "w", encoding="utf-8", atomic=True) as stream:
+        stream.write(page)
+    click.echo(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB)", err=True)
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
+@click.option("--model-version", help="Report predictions of this model [default: each track's current one].")
+@click.option("--folders", "top_folders", type=click.IntRange(1), default=15, show_default=True, help="Largest top-level folders shown per root.")
+@click.pass_context
+def report(ctx: click.Context, out: Path, model_version: str | None, top_folders: int) -> None:
+    """Write the library as one self-contained HTML page: genres, confidence, folders, tags, failures, scans, model."""
+    from genretag.db import session_factory
+    from genretag.model import BundleError, read_meta
+    from genretag.report.library import build
+
+    settings = settings_of(ctx)
+    try:
+        meta = read_meta(settings.model_path)
+    except BundleError as exc:
+        click.echo(f"model card left out: {exc}", err=True)
+        meta = None
+    with session_factory(settings.database_url)() as session:
+        page = build(session, meta, model_version, top_folders)
+    _write_page(out, page)
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
+@click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
+@click.option("--per-genre", type=click.IntRange(1), default=5, show_default=True, help="Clips per genre in the MFCC statistics.")
+@click.pass_context
+def explore(ctx: click.Context, data: Path, out: Path, splits: Path | None, per_genre: int) -> None:
+    """Write the training data as one HTML page: balance per split, examples, MFCC per genre, clip facts."""
+    from genretag.report.explore import build
+    from genretag.training.datasets import DatasetError, discover
+
+    try:
+        dataset = discover(data, splits)
+    except DatasetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
+    page = build(dataset, settings_of(ctx).cache_dir, per_genre)
+    _write_page(out, page)
 
 
 def main() -> None:
