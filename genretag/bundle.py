@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from genretag.features import FEATURES, FeatureParams
+from genretag.features import FEATURES, MUSICNN, FeatureParams
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class BundleError(Exception):
 # --- feature parameters: the one place that maps them to and from meta.json ----------------------
 
 FEATURE_KIND = "mfcc"
+KINDS: dict[str, FeatureParams] = {FEATURE_KIND: FEATURES, MUSICNN.kind: MUSICNN}
+"""The feature kinds this code computes, by the name a bundle's ``features`` entry gives."""
 
 
 def features_meta(params: FeatureParams) -> dict[str, Any]:
@@ -49,12 +51,16 @@ def features_meta(params: FeatureParams) -> dict[str, Any]:
 
 def features_of_meta(stored: dict[str, Any], source: object) -> FeatureParams:
     """This code's parameters for a bundle's ``features`` entry; :class:`BundleError` if they differ."""
-    expected = features_meta(FEATURES)
+    params = KINDS.get(stored.get("kind", FEATURE_KIND))
+    if params is None:
+        raise BundleError(f"{source}: feature kind {stored.get('kind')!r} unknown to this code "
+                          f"(known: {', '.join(KINDS)})")
+    expected = features_meta(params)
     if stored != expected:
         diff = {k: (stored.get(k), expected.get(k)) for k in expected.keys() | stored.keys()
                 if stored.get(k) != expected.get(k)}
         raise BundleError(f"{source}: feature parameters differ from this code's (stored, expected): {diff}")
-    return FEATURES
+    return params
 
 
 # --- the bundle ----------------------------------------------------------------------------------

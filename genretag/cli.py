@@ -210,11 +210,16 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 @click.option("--early-stopping/--no-early-stopping", default=None, help="Stop on validation tracks, or train on train+valid tracks (all fold tracks in CV) for exactly --epochs; never test.")
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
 @click.option("--seed", type=int, help="Random seed.")
+@click.option("--head-c", type=click.FloatRange(0, min_open=True), help="musicnn: the head's C (inverse L2) [default: the best on CV, genretag.training.pretrained.HEAD_C].")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
 @click.pass_context
 def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: int | None, out: Path | None,
-          report: Path | None, splits: Path | None, **overrides: object) -> None:
-    """Train a model on GTZAN (split by track), or cross-validate one with --folds."""
+          report: Path | None, splits: Path | None, head_c: float | None, **overrides: object) -> None:
+    """Train a model on GTZAN (split by track), or cross-validate one with --folds.
+
+    ``--arch musicnn`` trains the pretrained family instead: a head on musicnn's frozen MSD backbone
+    (--folds: its C on CV; otherwise the head at --head-c, calibrated on CV's out-of-fold tracks).
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     require_tensorflow()
     from genretag.bundle import BundleError
@@ -226,6 +231,8 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
         members(arch)
     except BundleError as exc:
         raise click.BadParameter(str(exc), param_hint="--arch") from None
+    if arch == "musicnn":
+        return _train_pretrained(data, splits, settings_of(ctx), folds, out, report, head_c, overrides["threads"])
     config = recipe(recipe_name, arch).replace(**overrides)
     dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
     verbose = 1 if sys.stdout.isatty() else 2
@@ -251,6 +258,33 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
     path = export.save(result.model, result.bundle, out or Path(f"genretag-{arch}.genretag"))
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {result.bundle.version}, "
                f"{result.epochs_run} epochs (best {result.best_epoch})")
+
+
+def _train_pretrained(data: Path, splits: Path | None, settings: Settings, folds: int | None, out: Path | None,
+                      report: Path | None, head_c: float | None, threads: int) -> None:
+    """``train --arch musicnn``: backbone features of every clip (cached), then CV of the head or the bundle."""
+    from genretag.training import export, pretrained
+    from genretag.training.datasets import discover
+    from genretag.training.networks import configure_tensorflow
+
+    configure_tensorflow(threads)
+    dataset = discover(data, splits)
+    clips = dataset.clips + dataset.excerpts
+    with click.progressbar(clips, label=f"musicnn features of {len(clips)} clips", file=sys.stderr) as bar:
+        loaded = pretrained.backbone_features(bar, settings.cache_dir)
+    tracks, excerpts = [t for t in loaded if not t.clip.excerpt], [t for t in loaded if t.clip.excerpt]
+    if folds:
+        summary = pretrained.cross_validate_grid(dataset, tracks, excerpts, folds, echo=click.echo)
+        click.echo(f"best C {summary['best_C']:g}")
+    else:
+        trained = pretrained.train(dataset, tracks, excerpts, head_c or pretrained.HEAD_C, echo=click.echo)
+        summary = trained.cv
+        bundle = pretrained.bundle_of(trained)
+        path = export.save(trained.model, bundle, out or Path("genretag-musicnn.genretag"))
+        click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {bundle.version}")
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 @cli.command()
@@ -435,7 +469,7 @@ def _write_page(out: Path, page: str) -> None:
 def report(ctx: click.Context, out: Path, model_version: str | None, top_folders: int) -> None:
     """Write the library as one self-contained HTML page: genres, confidence, folders, tags, failures, scans, model."""
     from genretag.db import session_factory
-    from genretag.model import BundleError, read_meta
+    from genretag.bundle import BundleError, read_meta
     from genretag.report.library import build
 
     settings = settings_of(ctx)

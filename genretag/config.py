@@ -31,11 +31,6 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
 
 
-def packaged_models() -> list[str]:
-    """Names of the bundles shipped with the package (``default``, ``pretrained``)."""
-    return sorted(p.stem for p in PACKAGED_MODELS.glob("*.genretag"))
-
-
 def resolve_model(path: Path) -> Path:
     """A shipped bundle's name (``--model pretrained``) to its file; any other value is a path, kept as given."""
     packaged = PACKAGED_MODELS / f"{path}.genretag"

@@ -97,8 +97,10 @@ def extract(y: np.ndarray, params: FeatureParams = FEATURES) -> np.ndarray:
 
 
 def features_of_segments(segments: np.ndarray, params: FeatureParams = FEATURES) -> np.ndarray:
-    """Drop silent segments, then MFCC the rest; the step shared by whole tracks and seeked windows."""
-    return mfcc(segments[loud_enough(segments, params)], params)
+    """Drop silent segments, then compute the kind's maps of the rest (MFCC, or musicnn's log-mel); the step
+    shared by whole tracks and seeked windows."""
+    compute = musicnn_logmel if isinstance(params, MusicnnParams) else mfcc
+    return compute(segments[loud_enough(segments, params)], params)
 
 
 # --- the musicnn kind ----------------------------------------------------------------------------

@@ -84,3 +84,48 @@ def test_head_folded_into_the_network(patches):
     ours = np.asarray(network(head, temperature=0.7)(patches[..., None], training=False))
     np.testing.assert_allclose(ours, head.probabilities(pooled, temperature=0.7), atol=1e-5)
     assert np.abs(ours - head.probabilities(pooled)).max() > 0.01  # the temperature is in there
+
+
+# --- the shipped pretrained bundle ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from genretag.bundle import load_bundle
+    from genretag.config import PACKAGED_MODELS
+
+    return load_bundle(PACKAGED_MODELS / "pretrained.genretag")
+
+
+def test_litert_export_matches_the_keras_port(shipped, reference, gtzan_dir):
+    """The bundle's LiteRT network (what classify runs) against the Keras port rebuilt from its weights, on the
+    musicnn kind's maps of real clips."""
+    from genretag.training.export import keras_model
+
+    maps = np.concatenate([features.extract(audio.load(gtzan_dir / c, MUSICNN.sr), MUSICNN) for c in reference["clips"]])
+    litert = shipped.predictor(threads=1)(maps)
+    keras = np.asarray(keras_model(shipped)(shipped.normalise(maps), training=False))
+    np.testing.assert_allclose(litert, keras, atol=1e-5)
+    assert litert.argmax(axis=1).tolist() != [0] * len(maps)  # a real network, not a constant
+    top = [shipped.labels[i] for i in litert.reshape(3, 10, -1).mean(axis=1).argmax(axis=1)]
+    assert top == ["blues", "classical", "metal"]
+
+
+def test_shipped_bundle_is_small_names_its_kind_and_keeps_the_licence(shipped):
+    from genretag.config import PACKAGED_MODELS, Settings
+
+    path = PACKAGED_MODELS / "pretrained.genretag"
+    assert path.stat().st_size < 10e6
+    assert shipped.architecture == "musicnn" and shipped.features == MUSICNN
+    assert b"ISC" in shipped.files["LICENSE.musicnn.txt"] and b"Jordi Pons" in shipped.files["LICENSE.musicnn.txt"]
+    assert Settings(model_path="pretrained").model_path == path  # --model pretrained, GENRETAG_MODEL_PATH=pretrained
+
+
+def test_a_bundle_of_other_log_mel_parameters_is_refused(shipped, tmp_path):
+    import dataclasses
+
+    from genretag.bundle import BundleError, load_bundle
+
+    other = dataclasses.replace(shipped, features=dataclasses.replace(MUSICNN, n_mels=128))
+    with pytest.raises(BundleError, match="n_mels"):
+        load_bundle(other.save(tmp_path / "other.genretag"))
