@@ -39,7 +39,7 @@ from genretag.db.queries import (
     library_stats,
     track_query,
 )
-from genretag.model import read_meta
+from genretag.bundle import read_meta
 from genretag.producer.diff import plan_batch
 from genretag.producer.scan import DB_BATCH, batched
 from genretag.producer.walk import walk

@@ -11,8 +11,8 @@ from genretag.classify import TrackResult
 from genretag.db import Prediction, ScanRun, Track, TrackStatus, get_engine, session_scope
 from genretag.db import store
 from genretag.db.engine import alembic_config, current_revision, head_revision
+from genretag.bundle import GENRES
 from genretag.db.queries import find_tracks
-from genretag.model import GENRES
 
 
 def result_for(path: str, genre: str = "rock", version: str = "v1", share: float = 0.6) -> TrackResult:

@@ -19,7 +19,7 @@ from genretag.classify import TrackResult
 from genretag.cli import cli
 from genretag.config import PACKAGED_MODEL
 from genretag.db import Prediction, Track, session_factory, session_scope, store
-from genretag.model import GENRES
+from genretag.bundle import GENRES
 from genretag.report import aggregates as agg
 from genretag.report.library import SECTIONS, build
 from browser import EXTERNAL_URL, assert_not_blank, render
