@@ -317,6 +317,7 @@ PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also m
 @click.option("--path", "path_pattern", help=PATH_HELP)
 @click.option("--status", help="pending, done, failed or missing.")
 @click.option("--model-version", help="Predictions of this model [default: each track's latest].")
+@click.option("--tag-genre", help="The file's own genre tag, as it is (case ignored).")
 @click.option("--limit", type=click.IntRange(1), help="At most this many tracks.")
 @click.option("--json", "fmt", flag_value="json", help="A JSON array.")
 @click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")

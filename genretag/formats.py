@@ -39,7 +39,7 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-TABLE_HEADER = f"{'STATUS':<8} {'GENRE':<10} {'CONF':>5} {'MEAN P':>6}  {'TOP 3':<38} {'MODEL':<16} PATH"
+TABLE_HEADER = f"{'STATUS':<8} {'GENRE':<10} {'CONF':>5} {'MEAN P':>6}  {'TOP 3':<38} {'MODEL':<16} {'TAG GENRE':<12} PATH"
 
 
 def table_line(row: TrackRow) -> str:
@@ -49,7 +49,9 @@ def table_line(row: TrackRow) -> str:
     else:
         genre, conf, mean_p = row.genre, f"{row.confidence:.2f}", f"{row.mean_probability:.2f}"
         top = " ".join(f"{g}:{p:.2f}" for g, p in row.top(3))
-    line = f"{row.status:<8} {genre:<10} {conf:>5} {mean_p:>6}  {top:<38} {row.model_version or '-':<16} {row.path}"
+    tag = row.tag_genre or "-"
+    line = (f"{row.status:<8} {genre:<10} {conf:>5} {mean_p:>6}  {top:<38} {row.model_version or '-':<16} "
+            f"{tag:<12} {row.path}")
     return f"{line}  error: {row.error}" if row.error else line
 
 

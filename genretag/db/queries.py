@@ -48,6 +48,11 @@ class TrackRow:
     segments_used: int | None
     segment_mode: str | None
     predicted_at: datetime | None
+    tag_genre: str | None  # the file's own genre tag, as it is
+    tag_artist: str | None
+    tag_album_artist: str | None
+    tag_album: str | None
+    tag_title: str | None
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most probable genres with their mean probabilities (as ``TrackResult.top``)."""
@@ -63,6 +68,7 @@ class TrackRow:
             "mean_probability": self.mean_probability,
             "top3": [{"genre": g, "probability": p} for g, p in self.top(3)],
             "model_version": self.model_version,
+            "tag_genre": self.tag_genre,
             "error": self.error,
         }
 
@@ -73,7 +79,8 @@ class TrackRow:
         return row
 
 
-SUMMARY_FIELDS = ("path", "status", "genre", "confidence", "mean_probability", "top3", "model_version", "error")
+SUMMARY_FIELDS = ("path", "status", "genre", "confidence", "mean_probability", "top3", "model_version", "tag_genre",
+                  "error")
 EXPORT_FIELDS = tuple(TrackRow.__dataclass_fields__)
 
 _ROW_COLUMNS = (
@@ -81,6 +88,7 @@ _ROW_COLUMNS = (
     Prediction.model_version, Prediction.genre, Prediction.confidence, Prediction.mean_probability,
     Prediction.probabilities, Prediction.votes, Prediction.segments_used, Prediction.segment_mode,
     Prediction.created_at.label("predicted_at"),
+    Track.tag_genre, Track.tag_artist, Track.tag_album_artist, Track.tag_album, Track.tag_title,
 )
 
 
@@ -202,6 +210,7 @@ class TrackFilter:
     path: str | None = None  # a prefix, or a glob when it holds * ? [
     status: str | None = None
     model_version: str | None = None  # None: each track's latest prediction
+    tag_genre: str | None = None  # the file's genre tag, compared ignoring case
     limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -220,6 +229,8 @@ def track_query(flt: TrackFilter) -> Select:
         stmt = stmt.where(Prediction.confidence <= flt.max_confidence)
     if flt.status is not None:
         stmt = stmt.where(Track.status == flt.status)
+    if flt.tag_genre is not None:
+        stmt = stmt.where(func.lower(Track.tag_genre) == flt.tag_genre.lower())
     if flt.path:
         stmt = stmt.where(path_condition(Track.path, flt.path))
     stmt = stmt.order_by(Track.path)
