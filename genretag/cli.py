@@ -305,6 +305,44 @@ def beat(ctx: click.Context, roots: tuple[str, ...], schedule_file: Path | None,
                                      f"--loglevel={loglevel}"])
 
 
+@cli.command()
+@click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only show what would be written (the default without --write).")
+@click.option("--write", is_flag=True, help="Write the predicted genres into the files' genre tags.")
+@click.option("--overwrite", is_flag=True, help="Replace existing genre tags too [default: fill only files without one].")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Write only predictions at least this confident [GENRETAG_TAG_MIN_CONFIDENCE].")
+@click.option("--include-uncertain", is_flag=True, help="Also write predictions flagged uncertain.")
+@click.option("--undo", is_flag=True, help="Restore the genre tags earlier writes replaced (add --dry-run to only show).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only failures and the totals.")
+@click.pass_context
+def tag(ctx: click.Context, roots: tuple[str, ...], dry_run: bool, write: bool, overwrite: bool,
+        min_confidence: float | None, include_uncertain: bool, undo: bool, quiet: bool) -> None:
+    """Write the predicted genre into each file's own genre tag under ROOT... [default: every track].
+
+    Shows what it would do unless --write is given. Writes are atomic (a copy beside the file, then
+    a rename) and logged, so --undo can restore what they replaced. Exits 1 if any file failed.
+    """
+    from genretag import tagging
+
+    if dry_run and write:
+        raise click.UsageError("--dry-run and --write contradict each other")
+    settings = settings_of(ctx).replace(tag_min_confidence=min_confidence)
+
+    def show(outcome: tagging.Outcome) -> None:
+        if outcome.action == "failed":
+            click.echo(f"{outcome.path}: failed: {outcome.detail}", err=True)
+        elif not quiet:
+            click.echo(f"{outcome.path}: {outcome.action}: {outcome.detail}")
+
+    if undo:
+        counts = tagging.undo(settings, roots, write=not dry_run, report=show)
+    else:
+        policy = tagging.TagPolicy(overwrite, settings.tag_min_confidence, include_uncertain)
+        counts = tagging.tag_library(settings, roots, policy, write=write, report=show)
+    click.echo(", ".join(f"{action} {n}" for action, n in sorted(counts.items())) or "nothing to do", err=True)
+    sys.exit(1 if counts["failed"] else 0)
+
+
 # --- reading the library: query, stats, export ------------------------------------------------
 
 PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also matches /)."

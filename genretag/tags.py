@@ -22,7 +22,6 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import mutagen
@@ -37,7 +36,8 @@ from mutagen.oggvorbis import OggVorbis
 log = logging.getLogger(__name__)
 
 JOIN = "; "
-TEMP_PREFIX = ".genretag-"  # temporary copies beside the file while its tag is written
+TEMP_SUFFIX = ".genretag-partial"  # ".NAME.XXXX.genretag-partial": the copy beside a file while its tag is
+# written; not an audio extension, so a scan never takes a copy left by a killed run for a track
 
 # Field -> the key each tag family stores it under (Vorbis comments compare case-insensitively).
 ID3_FRAMES = {"genre": "TCON", "artist": "TPE1", "album_artist": "TPE2", "album": "TALB", "title": "TIT2"}
@@ -157,13 +157,14 @@ def genre_values(path: str | os.PathLike[str]) -> list[str] | None:
     return _raw_values(audio, "genre") or None
 
 
-def can_carry_genre(path: str | os.PathLike[str]) -> None:
-    """Raise :class:`TagError` unless ``path`` is a format this writer handles."""
+def writable_kind(path: str | os.PathLike[str]) -> type[mutagen.FileType]:
+    """The mutagen class of ``path`` if this writer handles its format, else :class:`TagError`."""
     audio = _open(path)
     if not isinstance(audio, WRITABLE):
         kind = "unknown" if audio is None else type(audio).__name__
         raise TagError(path, f"unsupported format ({kind}): genre tags are written to MP3, Ogg Vorbis, Opus, "
                              "FLAC, MP4/M4A and ASF/WMA files only")
+    return type(audio)
 
 
 def check_writable(path: str | os.PathLike[str]) -> os.stat_result:
@@ -239,9 +240,9 @@ def write_genre(path: str | os.PathLike[str], values: list[str] | None, only_if_
     """
     path = os.fspath(path)
     st = check_writable(path)
-    can_carry_genre(path)
+    kind = writable_kind(path)
     folder, name = os.path.split(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=Path(name).suffix, dir=folder)
+    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -249,7 +250,10 @@ def write_genre(path: str | os.PathLike[str], values: list[str] | None, only_if_
                     shutil.copyfileobj(src, out, 1 << 20)
             except FileNotFoundError:
                 raise TagError(path, "file vanished (moved or deleted since the scan)") from None
-        audio = _open(temp)
+        try:
+            audio = kind(temp)  # the original's format: the copy's name says nothing
+        except mutagen.MutagenError as exc:
+            raise TagError(path, f"tags unreadable ({exc})") from None
         previous = _raw_values(audio, "genre") or None
         if only_if_absent and previous is not None:
             raise TagError(path, f"already has a genre tag ({JOIN.join(previous)}): left as it is (--overwrite replaces it)")

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, case, func, select, true
 from sqlalchemy.orm import Session, aliased
 
-from genretag.db.models import Prediction, ScanRun, Track, TrackStatus
+from genretag.db.models import Prediction, ScanRun, TagWrite, Track, TrackStatus
 
 STREAM_BATCH = 2000  # rows fetched per round trip when streaming (a few MB)
 GLOB_CHARS = "*?["
@@ -248,6 +248,63 @@ def find_tracks(session: Session, flt: TrackFilter = TrackFilter()) -> Iterator[
         if flt.limit is not None:
             found = islice(found, flt.limit)
     yield from found
+
+
+# --- the tag writer's work ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TagCandidate:
+    """A classified track whose predicted genre ``genretag tag`` may write into its file."""
+
+    track_id: int
+    path: str
+    genre: str
+    confidence: float
+    uncertain: bool | None
+    model_version: str
+    tag_genre: str | None
+
+
+def tag_candidates(
+    session: Session, root: str | None, after: str | None, limit: int, model_version: str | None = None
+) -> list[TagCandidate]:
+    """The next ``limit`` done tracks under ``root`` (``None``: all) after path ``after``, with a prediction.
+
+    Keyset pages in path order, so a writer that commits between pages never holds a cursor open.
+    """
+    stmt = _with_prediction(
+        select(Track.id, Track.path, Prediction.genre, Prediction.confidence, Prediction.uncertain,
+               Prediction.model_version, Track.tag_genre).select_from(Track),
+        model_version,
+    ).where(Track.status == TrackStatus.done.value, Prediction.id.is_not(None))
+    if root is not None:
+        stmt = stmt.where(starts_with(Track.path, root.rstrip("/") + "/"))
+    if after is not None:
+        stmt = stmt.where(Track.path > after)
+    rows = session.execute(stmt.order_by(Track.path).limit(limit))
+    return [TagCandidate(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class LoggedWrite:
+    """A genre ``genretag tag --write`` wrote and ``--undo`` has not restored yet."""
+
+    id: int
+    track_id: int
+    path: str
+    written: str
+    previous: list[str] | None
+
+
+def writes_to_undo(session: Session, root: str | None) -> list[LoggedWrite]:
+    """Logged writes under ``root`` (``None``: all) not undone yet, newest first (undone in that order)."""
+    stmt = select(TagWrite.id, TagWrite.track_id, TagWrite.path, TagWrite.written, TagWrite.previous).where(
+        TagWrite.undone_at.is_(None)
+    )
+    if root is not None:
+        stmt = stmt.where(starts_with(TagWrite.path, root.rstrip("/") + "/"))
+    return [LoggedWrite(*row) for row in session.execute(stmt.order_by(TagWrite.id.desc()))]
 
 
 # --- statistics --------------------------------------------------------------------------------

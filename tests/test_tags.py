@@ -1,0 +1,314 @@
+"""The files' own tags: read in every format on a real scan, mapped, written back atomically, undone.
+
+Real files (GTZAN clips encoded here to mp3, ogg, opus, flac and m4a with PyAV), tagged by the test
+with mutagen; the real ``genretag`` command on a real database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mutagen
+import pytest
+from mutagen.flac import FLAC
+from mutagen.id3 import ID3, TALB, TCON, TIT2, TPE1, TPE2
+from mutagen.mp4 import MP4
+from sqlalchemy import select
+
+from media import audio_hash, decode, encode
+from genretag import tags
+from genretag.classify import TrackResult
+from genretag.db import Track, session_scope, store
+from genretag.db.models import TagWrite
+from genretag.genremap import GenreMap, GenreMapError, load_map, spelling_key
+from genretag.producer.walk import is_audio_name
+
+GENRETAG = str(Path(sys.executable).parent / "genretag")
+FORMATS = (".mp3", ".ogg", ".opus", ".flac", ".m4a")
+SECONDS = 8.0
+
+
+def env_for(url: str, **settings: object) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENRETAG_")}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "GENRETAG_TF_THREADS": "1", "GENRETAG_DATABASE_URL": url,
+                "GENRETAG_WORKERS": "2"})
+    env.update({f"GENRETAG_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
+def genretag(url: str, *args: str, timeout: float = 600, **settings: object) -> subprocess.CompletedProcess:
+    return subprocess.run([GENRETAG, *args], env=env_for(url, **settings), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def set_tags(path: Path, genre: list[str] | None, artist: str = "", album: str = "", title: str = "",
+             album_artist: str = "") -> None:
+    """Tag ``path`` the way a ripper would, in its own format (mutagen, not our code)."""
+    if path.suffix == ".mp3":
+        id3 = ID3()
+        for frame, value in ((TPE1, artist), (TALB, album), (TIT2, title), (TPE2, album_artist)):
+            if value:
+                id3.add(frame(encoding=3, text=[value]))
+        if genre:
+            id3.add(TCON(encoding=3, text=genre))
+        id3.save(path, v2_version=4)  # v2.3 would join several values with "/"
+        return
+    audio = mutagen.File(path)
+    if path.suffix == ".m4a":
+        values = {"\xa9gen": genre, "\xa9ART": [artist], "\xa9alb": [album], "\xa9nam": [title], "aART": [album_artist]}
+    else:
+        values = {"genre": genre, "artist": [artist], "album": [album], "title": [title], "albumartist": [album_artist]}
+    for key, value in values.items():
+        if value and value[0]:
+            audio[key] = value
+    audio.save()
+
+
+@pytest.fixture(scope="session")
+def encoded(tmp_path_factory: pytest.TempPathFactory, gtzan_dir: Path) -> dict[str, Path]:
+    """One untagged 8-s clip per format (jazz.00001 for all), encoded once per session."""
+    out = tmp_path_factory.mktemp("encoded")
+    return {ext: encode(gtzan_dir / "jazz" / "jazz.00001.opus", out / f"clip{ext}", SECONDS) for ext in FORMATS}
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_each_format_reads_its_genre_artist_album_artist_album_and_title(tmp_path, encoded, ext) -> None:
+    path = Path(shutil.copy(encoded[ext], tmp_path / f"t{ext}"))
+    assert tags.read_tags(path) == tags.FileTags()  # untagged
+    set_tags(path, ["Acid Jazz", "Fusion"], artist="Ann", album="First", title="One", album_artist="Various")
+    assert tags.read_tags(path) == tags.FileTags("Acid Jazz; Fusion", "Ann", "Various", "First", "One")
+
+
+@pytest.mark.parametrize("stored, expected", [("(17)", "Rock"), ("17", "Rock"), ("(9)Metal", "Metal"),
+                                              ("(7)(8)", "Hip-Hop; Jazz")])
+def test_id3v1_numeric_genres_read_as_their_names(tmp_path, encoded, stored, expected) -> None:
+    path = Path(shutil.copy(encoded[".mp3"], tmp_path / "n.mp3"))
+    set_tags(path, [stored])
+    assert tags.read_tags(path).genre == expected
+
+
+def test_a_tag_that_cannot_be_read_is_logged_not_raised(tmp_path, encoded, caplog) -> None:
+    path = Path(shutil.copy(encoded[".flac"], tmp_path / "broken.flac"))
+    data = bytearray(path.read_bytes())
+    data[4:40] = b"\xff" * 36  # the STREAMINFO block header: mutagen refuses the file
+    path.write_bytes(bytes(data))
+    with pytest.raises(tags.TagError):
+        tags.read_tags(path)
+    with caplog.at_level(logging.WARNING, logger="genretag.tags"):
+        assert tags.read_logged(path) == tags.FileTags()
+    assert "broken.flac" in caplog.text and "not read" in caplog.text
+
+
+# --- mapping ------------------------------------------------------------------------------------
+
+
+def test_default_map_covers_the_ten_genres_and_leaves_unknown_tags_unmapped() -> None:
+    from genretag.model import GENRES
+
+    m = load_map()
+    assert m.targets() == set(GENRES)
+    for tag, genre in (("Hip-Hop", "hiphop"), ("Rap", "hiphop"), ("hip hop", "hiphop"), ("Heavy Metal", "metal"),
+                       ("Death Metal", "metal"), ("Punk", "rock"), ("Classic Rock", "rock"), ("Hip-Hop/Rap", "hiphop"),
+                       ("Soundtrack; Jazz", "jazz"), ("ROCK", "rock")):
+        assert m.lookup(tag) == genre, tag
+    for tag in ("Soundtrack", "Rockabilly Soundtrack", "Electronic", "", None, "Jazzy"):
+        assert m.lookup(tag) is None, tag
+
+
+def test_a_user_file_extends_and_overrides_the_table(tmp_path) -> None:
+    user = tmp_path / "map.txt"
+    user.write_text("# mine\nNu Jazz = jazz\nAlternative =\nChiptune = Loud  \n")
+    m = load_map(user)
+    assert (m.lookup("nu-jazz"), m.lookup("Alternative"), m.lookup("chiptune"), m.lookup("Rap")) == \
+        ("jazz", None, "Loud", "hiphop")
+    user.write_text("no equals sign here\n")
+    with pytest.raises(GenreMapError, match="map.txt:1"):
+        load_map(user)
+    assert isinstance(GenreMap({spelling_key("x"): "y"}).lookup("X"), str)
+
+
+# --- writing one file -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_write_genre_changes_the_tag_only_and_keeps_mode_and_audio(tmp_path, encoded, ext) -> None:
+    path = Path(shutil.copy(encoded[ext], tmp_path / f"w{ext}"))
+    set_tags(path, ["Smooth"], artist="Ann")
+    path.chmod(0o640)
+    before = audio_hash(path)
+    written = tags.write_genre(path, ["jazz"])
+    assert written.previous == ["Smooth"] and written.tag_genre == "jazz"
+    assert tags.read_tags(path) == tags.FileTags(genre="jazz", artist="Ann")
+    assert audio_hash(path) == before
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert (written.size, written.mtime) == (path.stat().st_size, path.stat().st_mtime)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no copy left behind
+    with pytest.raises(tags.TagError, match="already has a genre tag"):
+        tags.write_genre(path, ["rock"], only_if_absent=True)
+    tags.write_genre(path, written.previous)
+    assert tags.read_tags(path).genre == "Smooth" and audio_hash(path) == before
+
+
+def test_files_the_writer_refuses_say_why(tmp_path, encoded) -> None:
+    readonly = Path(shutil.copy(encoded[".ogg"], tmp_path / "ro.ogg"))
+    readonly.chmod(0o444)
+    wav = tmp_path / "x.wav"
+    import soundfile as sf
+
+    sf.write(wav, decode(encoded[".flac"], 22050)[0], 22050)
+    cases = {readonly: "read-only file", wav: "unsupported format", tmp_path / "gone.mp3": "file vanished"}
+    for path, reason in cases.items():
+        with pytest.raises(tags.TagError, match=reason):
+            tags.write_genre(path, ["jazz"])
+    assert readonly.read_bytes() == encoded[".ogg"].read_bytes()
+
+
+def test_a_copy_left_by_a_killed_write_is_not_taken_for_a_track() -> None:
+    assert not is_audio_name(f".song.mp3.abc123{tags.TEMP_SUFFIX}") and is_audio_name("song.mp3")
+
+
+# --- the whole flow on a scanned library ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory, encoded) -> dict:
+    """A library of the five formats, twice: once tagged by a "ripper", once untagged; scanned once."""
+    base = tmp_path_factory.mktemp("tagged-library")
+    library = base / "library"
+    expected: dict[str, tags.FileTags] = {}
+    for folder in ("tagged", "untagged"):
+        (library / folder).mkdir(parents=True)
+    for ext in FORMATS:
+        tagged = Path(shutil.copy(encoded[ext], library / "tagged" / f"t{ext}"))
+        set_tags(tagged, ["Heavy Metal"], artist=f"Band {ext}", album="Loud Album", title=f"Song {ext}")
+        expected[str(tagged)] = tags.FileTags("Heavy Metal", f"Band {ext}", None, "Loud Album", f"Song {ext}")
+        untagged = Path(shutil.copy(encoded[ext], library / "untagged" / f"u{ext}"))
+        expected[str(untagged)] = tags.FileTags()
+    url = f"sqlite:///{base / 'db' / 'genretag.sqlite3'}"
+    proc = genretag(url, "scan", str(library))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"library": library, "url": url, "expected": expected}
+
+
+def track_tags(url: str) -> dict[str, tuple[tags.FileTags, str, int, float]]:
+    with session_scope(url) as s:
+        rows = s.execute(select(Track)).scalars().all()
+        return {t.path: (tags.FileTags(t.tag_genre, t.tag_artist, t.tag_album_artist, t.tag_album, t.tag_title),
+                         t.status, t.size, t.mtime) for t in rows}
+
+
+def test_scan_reads_the_tags_of_each_format_and_query_shows_them(scanned) -> None:
+    stored = track_tags(scanned["url"])
+    assert {p: v[0] for p, v in stored.items()} == scanned["expected"]
+    listed = genretag(scanned["url"], "query", "--tag-genre", "heavy metal", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert sorted(r["path"] for r in rows) == sorted(p for p in scanned["expected"] if "/tagged/" in p)
+    assert {r["tag_genre"] for r in rows} == {"Heavy Metal"}
+    exported = genretag(scanned["url"], "export", "--format", "json")
+    artists = {r["path"]: r["tag_artist"] for r in json.loads(exported.stdout)}
+    assert artists == {p: t.artist for p, t in scanned["expected"].items()}
+
+
+def test_dry_run_write_rescan_and_undo(scanned) -> None:
+    url, library = scanned["url"], scanned["library"]
+    stored = track_tags(url)
+    done = sorted(p for p, v in stored.items() if v[1] == "done")
+    assert len(done) >= 8, stored  # m4a needs a decoder beyond libsndfile; the other four formats classify
+    files = sorted(str(p) for p in library.rglob("*") if p.is_file())
+    original = {p: Path(p).read_bytes() for p in files}
+    hashes = {p: audio_hash(Path(p)) for p in files}
+
+    dry = genretag(url, "tag", str(library), "--min-confidence", "0")
+    assert dry.returncode == 0, dry.stderr
+    assert {p: Path(p).read_bytes() for p in files} == original
+    would = sorted(line.split(": would write")[0] for line in dry.stdout.splitlines() if ": would write" in line)
+    assert would == [p for p in done if "/untagged/" in p]
+
+    wrote = genretag(url, "tag", str(library), "--write", "--min-confidence", "0")
+    assert wrote.returncode == 0, wrote.stderr
+    after = track_tags(url)
+    for p in files:
+        if p in would:
+            assert tags.read_tags(p).genre == after[p][0].genre and after[p][0].genre is not None
+            assert (after[p][2], after[p][3]) == (os.stat(p).st_size, os.stat(p).st_mtime)
+        else:  # tagged already, or never classified: not a byte changed
+            assert Path(p).read_bytes() == original[p], p
+        assert audio_hash(Path(p)) == hashes[p], p
+    rescan = genretag(url, "scan", str(library))
+    assert rescan.returncode == 0 and "queued 0" in rescan.stdout, rescan.stdout + rescan.stderr
+
+    again = genretag(url, "tag", str(library), "--write", "--min-confidence", "0")
+    assert "written" not in again.stderr and again.returncode == 0
+
+    undone = genretag(url, "tag", "--undo")
+    assert undone.returncode == 0, undone.stderr
+    assert sum(": restored:" in line for line in undone.stdout.splitlines()) == len(would)
+    for p in files:
+        assert tags.read_tags(p).genre == scanned["expected"][p].genre
+        assert audio_hash(Path(p)) == hashes[p]
+    assert {p: v[0].genre for p, v in track_tags(url).items()} == {p: t.genre for p, t in scanned["expected"].items()}
+    rescan = genretag(url, "scan", str(library))
+    assert "queued 0" in rescan.stdout, rescan.stdout + rescan.stderr
+    with session_scope(url) as s:
+        assert all(w.undone_at is not None for w in s.scalars(select(TagWrite)))
+
+
+# --- a kill mid-write ----------------------------------------------------------------------------------
+
+
+def result_for(path: str, genre: str) -> TrackResult:
+    return TrackResult(path=path, genre=genre, vote_share=0.9, mean_probability=0.9, probabilities={genre: 0.9},
+                       votes={genre: 9}, segments_used=10, segment_mode="all", duration=SECONDS, format="x",
+                       model_version="v-test")
+
+
+def test_sigkill_during_tag_write_leaves_every_file_whole_with_its_old_or_new_tag(tmp_path, encoded) -> None:
+    """Many files, recorded in the database as the store records a classification; killed at several moments."""
+    library, url = tmp_path / "library", f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    paths = []
+    for i in range(40):
+        ext, folder = FORMATS[i % len(FORMATS)], library / f"d{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths.append(Path(shutil.copy(encoded[ext], folder / f"f{i:02d}{ext}")))
+    hashes = {ext: audio_hash(encoded[ext]) for ext in FORMATS}
+    with session_scope(url) as s:
+        scan_id = store.start_scan(s, str(library), "v-test", "local").id
+        rows = [{"path": str(p), "size": p.stat().st_size, "mtime": p.stat().st_mtime} for p in paths]
+        ids = store.insert_tracks(s, rows, scan_id)
+        for p in paths:
+            store.record_prediction(s, ids[str(p)], result_for(str(p), "jazz"))
+    kills = 0
+    for delay in (0.5, 1.0, 1.5, 2.5):
+        proc = subprocess.Popen([GENRETAG, "tag", str(library), "--write"], env=env_for(url),
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:  # wait for the first write, then a little
+            if proc.stdout.readline().find(": written:") >= 0:
+                time.sleep(delay / 10)
+                break
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        for p in paths:
+            assert audio_hash(p) == hashes[p.suffix], p
+            assert tags.read_tags(p).genre in (None, "jazz"), p
+    assert kills >= 1
+    final = genretag(url, "tag", str(library), "--write")
+    assert final.returncode == 0, final.stderr
+    assert all(tags.read_tags(p).genre == "jazz" for p in paths)
+    leftovers = [p for p in library.rglob(f"*{tags.TEMP_SUFFIX}")]
+    assert all(not is_audio_name(p.name) for p in leftovers)
