@@ -390,13 +390,20 @@ def query(ctx: click.Context, path_pattern: str | None, fmt: str | None, **filte
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
 def stats(ctx: click.Context, model_version: str | None, top_failures: int, last_scans: int, as_json: bool) -> None:
-    """Tracks per genre and status, the confidence histogram, failures by reason, the last scans."""
+    """Tracks per genre and status, the confidence histogram, agreement with the files' genre tags, failures, scans."""
     from genretag.db import session_factory
     from genretag.db.queries import library_stats
     from genretag.formats import stats_text
 
-    with session_factory(settings_of(ctx).database_url)() as session:
-        summary = library_stats(session, model_version, top_failures, last_scans)
+    from genretag.genremap import GenreMapError, load_map
+
+    settings = settings_of(ctx)
+    try:
+        genre_map = load_map(settings.tag_map)
+    except GenreMapError as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_factory(settings.database_url)() as session:
+        summary = library_stats(session, model_version, top_failures, last_scans, genre_map)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else stats_text(summary))
 
 

@@ -312,3 +312,38 @@ def test_sigkill_during_tag_write_leaves_every_file_whole_with_its_old_or_new_ta
     assert all(tags.read_tags(p).genre == "jazz" for p in paths)
     leftovers = [p for p in library.rglob(f"*{tags.TEMP_SUFFIX}")]
     assert all(not is_audio_name(p.name) for p in leftovers)
+
+
+# --- agreement --------------------------------------------------------------------------------------
+
+
+def test_agreement_counts_mapped_tags_per_genre_with_uncertain_apart(db_url) -> None:
+    from sqlalchemy import update
+
+    from genretag.db.models import Prediction
+    from genretag.db.queries import library_stats, tag_agreement
+
+    # (tag, predicted, uncertain): tags spelled as people do; one unmapped, one with no tag at all
+    cases = [("Hip-Hop", "hiphop", False), ("Rap", "hiphop", None), ("rap", "pop", False),
+             ("Heavy Metal", "metal", False), ("Death Metal", "rock", False), ("Classic Rock", "rock", None),
+             ("Punk", "metal", True), ("Jazz", "jazz", True), ("Soundtrack", "classical", False), (None, "pop", False)]
+    with session_scope(db_url) as s:
+        scan_id = store.start_scan(s, "/m", "v1", "local").id
+        ids = store.insert_tracks(s, [{"path": f"/m/{i}.mp3", "size": 1, "mtime": 0.0} for i in range(len(cases))],
+                                  scan_id)
+        for i, (tag, genre, uncertain) in enumerate(cases):
+            track_id = ids[f"/m/{i}.mp3"]
+            store.record_prediction(s, track_id, result_for(f"/m/{i}.mp3", genre))
+            store.record_tags(s, track_id, tags.FileTags(genre=tag))
+            s.execute(update(Prediction).where(Prediction.track_id == track_id).values(uncertain=uncertain))
+    with session_scope(db_url) as s:
+        a = tag_agreement(s)
+        stats = library_stats(s).to_dict()
+    assert (a.tracks, a.agree) == (6, 4)
+    assert a.per_genre == {"hiphop": {"tracks": 3, "agree": 2, "rate": 2 / 3},
+                           "metal": {"tracks": 2, "agree": 1, "rate": 0.5},
+                           "rock": {"tracks": 1, "agree": 1, "rate": 1.0}}
+    assert a.confusion == {"hiphop": {"hiphop": 2, "pop": 1}, "metal": {"metal": 1, "rock": 1}, "rock": {"rock": 1}}
+    assert (a.uncertain_tracks, a.uncertain_agree, a.unmapped) == (2, 1, 1)
+    assert stats["tag_agreement"]["rate"] == pytest.approx(4 / 6)
+    assert stats["tag_agreement"]["uncertain"] == {"tracks": 2, "agree": 1}

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, select, true
 from sqlalchemy.orm import Session, aliased
 
 from genretag.db.models import Prediction, ScanRun, TagWrite, Track, TrackStatus
+from genretag.genremap import GenreMap, label_key, load_map, values_of
 
 STREAM_BATCH = 2000  # rows fetched per round trip when streaming (a few MB)
 GLOB_CHARS = "*?["
@@ -328,6 +329,7 @@ class LibraryStats:
     failures: list[tuple[str, int]]  # (reason, tracks), most common first
     scans: list[dict[str, Any]]  # the latest scan runs, newest first
     model_version: str | None  # None: each track's latest prediction
+    agreement: Agreement | None = None  # prediction vs the files' own genre tags
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -338,6 +340,7 @@ class LibraryStats:
             "confidence": [asdict(b) for b in self.confidence],
             "failures": [{"reason": r, "tracks": n} for r, n in self.failures],
             "scans": self.scans,
+            "tag_agreement": self.agreement.to_dict() if self.agreement else None,
         }
 
 
@@ -348,7 +351,8 @@ def confidence_bucket(column: ColumnElement[float], edges: tuple[float, ...] = C
 
 
 def library_stats(
-    session: Session, model_version: str | None = None, top_failures: int = 10, last_scans: int = 5
+    session: Session, model_version: str | None = None, top_failures: int = 10, last_scans: int = 5,
+    genre_map: GenreMap | None = None,
 ) -> LibraryStats:
     by_status = dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).tuples().all())
     done = _with_prediction(select(Track.id).select_from(Track), model_version).where(
@@ -384,6 +388,100 @@ def library_stats(
         failures=[(reason or "(no reason recorded)", n) for reason, n in failures],
         scans=[scan_dict(run) for run in scans],
         model_version=model_version,
+        agreement=tag_agreement(session, model_version, genre_map),
+    )
+
+
+# --- agreement with the files' own genre tags --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often predictions agree with the files' mapped genre tags, over done tracks with a mapped tag.
+
+    Predictions flagged uncertain are counted apart (``uncertain_*``), not in the main figures.
+    ``confusion[tag_genre][predicted]`` counts the confident tracks.
+    """
+
+    tracks: int
+    agree: int
+    per_genre: dict[str, dict[str, Any]]  # mapped tag genre -> tracks, agree, rate
+    confusion: dict[str, dict[str, int]]
+    uncertain_tracks: int
+    uncertain_agree: int
+    unmapped: int  # done tracks whose genre tag maps to none of the labels
+
+    @property
+    def rate(self) -> float | None:
+        return self.agree / self.tracks if self.tracks else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tracks": self.tracks, "agree": self.agree, "rate": self.rate, "per_genre": self.per_genre,
+            "confusion": self.confusion,
+            "uncertain": {"tracks": self.uncertain_tracks, "agree": self.uncertain_agree},
+            "unmapped_tags": self.unmapped,
+        }
+
+
+def tag_target(tag: str, labels: dict[str, str], genre_map: GenreMap) -> str | None:
+    """The label a genre tag stands for: a model label it spells (case and spacing aside), else its mapped genre.
+
+    ``labels`` maps :func:`label_key` of each label predicted to the label, so a model trained on
+    a library's own taxonomy ("Smooth") is measured against the tags it learnt from.
+    """
+    for value in (tag, *values_of(tag)):
+        if label_key(value) in labels:
+            return labels[label_key(value)]
+    genre = genre_map.lookup(tag)
+    if genre is None:
+        return None
+    return labels.get(label_key(genre), genre)
+
+
+def tag_agreement(session: Session, model_version: str | None = None, genre_map: GenreMap | None = None) -> Agreement:
+    """:class:`Agreement` from one GROUP BY over (tag, predicted genre, uncertain): a few rows per tag spelling.
+
+    Which prediction: ``model_version``'s, or each track's latest. Tags are mapped after the
+    aggregate (:func:`tag_target`), so the mapping table stays in Python and the library in SQL.
+    """
+    genre_map = genre_map or load_map()
+    n = func.count().label("n")
+    stmt = (
+        _with_prediction(select(Track.tag_genre, Prediction.genre, Prediction.uncertain, n).select_from(Track),
+                         model_version)
+        .where(Track.status == TrackStatus.done.value, Prediction.id.is_not(None), Track.tag_genre.is_not(None))
+        .group_by(Track.tag_genre, Prediction.genre, Prediction.uncertain)
+    )
+    groups = session.execute(stmt).all()
+    labels = {label_key(g.genre): g.genre for g in groups}
+    tracks = agree = uncertain_tracks = uncertain_agree = unmapped = 0
+    per_genre: dict[str, dict[str, Any]] = {}
+    confusion: dict[str, dict[str, int]] = {}
+    for tag, predicted, uncertain, count in groups:
+        target = tag_target(tag, labels, genre_map)
+        if target is None:
+            unmapped += count
+            continue
+        hit = predicted == target
+        if uncertain:
+            uncertain_tracks += count
+            uncertain_agree += count * hit
+            continue
+        tracks += count
+        agree += count * hit
+        row = per_genre.setdefault(target, {"tracks": 0, "agree": 0})
+        row["tracks"] += count
+        row["agree"] += count * hit
+        cells = confusion.setdefault(target, {})
+        cells[predicted] = cells.get(predicted, 0) + count
+    for row in per_genre.values():
+        row["rate"] = row["agree"] / row["tracks"]
+    order = sorted(per_genre)
+    return Agreement(
+        tracks=tracks, agree=agree, per_genre={g: per_genre[g] for g in order},
+        confusion={g: dict(sorted(confusion[g].items())) for g in order},
+        uncertain_tracks=uncertain_tracks, uncertain_agree=uncertain_agree, unmapped=unmapped,
     )
 
 
