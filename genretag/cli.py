@@ -178,7 +178,12 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 
 
 @cli.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@click.argument("roots", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@click.option("--from-library", is_flag=True, help="Train on the library's own genre tags (tracks under ROOT..., or all) instead of GTZAN.")
+@click.option("--mapped", is_flag=True, help="With --from-library: labels are the 10 genres the tags map to, not the tags themselves.")
+@click.option("--min-tracks", type=click.IntRange(1), default=5, show_default=True, help="With --from-library: a label needs this many tracks.")
+@click.option("--valid-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="With --from-library: share of each label's tracks held out, as whole artists (else albums).")
 @click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.model.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
 @click.option("--recipe", "recipe_name", type=click.Choice(["seed", "ours"]), default="seed", show_default=True, help="Training settings to start from (genretag.training.train.RECIPES); options below override them.")
 @click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
@@ -200,9 +205,13 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 @click.option("--seed", type=int, help="Random seed.")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
 @click.pass_context
-def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: int | None, out: Path | None,
+def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_library: bool, mapped: bool,
+          min_tracks: int, valid_fraction: float, arch: str, recipe_name: str, folds: int | None, out: Path | None,
           report: Path | None, splits: Path | None, **overrides: object) -> None:
-    """Train a model on GTZAN (split by track), or cross-validate one with --folds."""
+    """Train a model on GTZAN (split by track), or cross-validate one with --folds.
+
+    With --from-library, train on the genre tags of the library's tracks under ROOT... instead.
+    """
     from genretag.model import BundleError, members
     from genretag.training.train import cross_validate, recipe, train_model
 
@@ -211,6 +220,13 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
     except BundleError as exc:
         raise click.BadParameter(str(exc), param_hint="--arch") from None
     config = recipe(recipe_name, arch).replace(**overrides)
+    if from_library:
+        if data or folds:
+            raise click.UsageError("--from-library trains on the library's tags: no --data, no --folds")
+        _train_from_library(settings_of(ctx), roots, mapped, min_tracks, valid_fraction, config, out)
+        return
+    if data is None or roots:
+        raise click.UsageError("give --data GTZAN_FOLDER, or --from-library [ROOT...]")
     dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
     verbose = 1 if sys.stdout.isatty() else 2
     if folds:
@@ -235,6 +251,47 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
     path = result.bundle.save(out or Path(f"genretag-{arch}.genretag"))
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {result.bundle.version}, "
                f"{result.epochs_run} epochs (best {result.best_epoch})")
+
+
+def _train_from_library(settings: Settings, roots: tuple[str, ...], mapped: bool, min_tracks: int,
+                        valid_fraction: float, config, out: Path | None) -> None:
+    """Labels from the database (a session opened and closed here), then training on plain rows."""
+    from genretag.db import session_factory
+    from genretag.db.queries import library_labels
+    from genretag.genremap import GenreMapError, load_map
+    from genretag.training.library import LibraryTrainingError, load_library, train_library
+
+    try:
+        genre_map = load_map(settings.tag_map) if mapped else None
+    except GenreMapError as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_factory(settings.database_url)() as session:
+        found = library_labels(session, [os.path.realpath(r) for r in roots], min_tracks, genre_map)
+    counts: dict[str, int] = {}
+    for row in found.rows:
+        counts[row.label] = counts.get(row.label, 0) + 1
+    click.echo(f"{len(found.rows)} tagged tracks, {len(counts)} labels: "
+               + ", ".join(f"{label} {n}" for label, n in sorted(counts.items())), err=True)
+    if found.dropped:
+        click.echo(f"  left out (under {min_tracks} tracks, or unmapped): "
+                   + ", ".join(f"{label} {n}" for label, n in found.dropped.items()), err=True)
+    with click.progressbar(found.rows, label=f"MFCC of {len(found.rows)} tracks", file=sys.stderr) as bar:
+        tracks = load_library(list(bar), settings.cache_dir)
+    try:
+        trained = train_library(found.rows, tracks, config, valid_fraction, 1 if sys.stdout.isatty() else 2)
+    except LibraryTrainingError as exc:
+        raise click.ClickException(str(exc)) from None
+    bundle = trained.result.bundle
+    v = trained.validation
+    if v:
+        from genretag.training.evaluate import table
+
+        click.echo(f"held-out artists/albums: {trained.sides['valid']} tracks (trained on {trained.sides['train']})\n"
+                   f"{table(v)}")
+    else:
+        click.echo("no held-out group (too few artists or albums per label): no validation figures")
+    path = bundle.save(out or Path(f"genretag-library-{config.architecture}.genretag"))
+    click.echo(f"saved {path}, version {bundle.version}, labels {', '.join(trained.labels)}")
 
 
 @cli.command()

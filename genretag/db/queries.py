@@ -8,17 +8,18 @@ not hold it in memory.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from genretag.db.models import Prediction, ScanRun, TagWrite, Track, TrackStatus
-from genretag.genremap import GenreMap, label_key, load_map, values_of
+from genretag.genremap import GenreMap, first_value, label_key, load_map, tidy, values_of
 
 STREAM_BATCH = 2000  # rows fetched per round trip when streaming (a few MB)
 GLOB_CHARS = "*?["
@@ -249,6 +250,73 @@ def find_tracks(session: Session, flt: TrackFilter = TrackFilter()) -> Iterator[
         if flt.limit is not None:
             found = islice(found, flt.limit)
     yield from found
+
+
+# --- labels for training on the library's own tags (train --from-library) -----------------------
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """A track to train on: its file, its label, and the group (artist, else album) a split keeps together."""
+
+    path: str
+    label: str
+    group: str
+
+
+@dataclass(frozen=True)
+class LibraryLabels:
+    rows: list[LabelRow]
+    dropped: dict[str, int]  # label -> tracks, for labels below the minimum (or unmapped, under "(unmapped)")
+
+
+def group_of(artist: str | None, album_artist: str | None, album: str | None, path: str) -> str:
+    """The split group of a track: its artist, else album artist, else album, else the file alone."""
+    for kind, value in (("artist", artist), ("artist", album_artist), ("album", album)):
+        if value and value.strip():
+            return f"{kind}:{label_key(value)}"
+    return f"file:{path}"
+
+
+def library_labels(
+    session: Session, roots: Sequence[str] = (), min_tracks: int = 5, genre_map: GenreMap | None = None
+) -> LibraryLabels:
+    """Training rows from the tracks' genre tags under ``roots`` (none: all), present and not failed.
+
+    Without ``genre_map``: the label is the tag's first value, grouped by case and spacing (shown in
+    its most common spelling), kept when at least ``min_tracks`` tracks carry it. With one: the
+    mapped genre; unmapped tags are dropped (and genres under ``min_tracks`` too). Streams the tagged tracks; holds one small row each.
+    """
+    stmt = select(Track.path, Track.tag_genre, Track.tag_artist, Track.tag_album_artist, Track.tag_album).where(
+        Track.tag_genre.is_not(None), Track.status.in_([TrackStatus.done.value, TrackStatus.pending.value])
+    )
+    if roots:
+        stmt = stmt.where(or_(*(starts_with(Track.path, r.rstrip("/") + "/") for r in roots)))
+    candidates: list[tuple[str, str, str]] = []  # path, label key or genre, group
+    spellings: dict[str, Counter[str]] = {}
+    dropped: Counter[str] = Counter()
+    for path, tag, artist, album_artist, album in session.execute(stmt.order_by(Track.path).execution_options(
+            yield_per=STREAM_BATCH)):
+        if genre_map is not None:
+            label = genre_map.lookup(tag)
+            if label is None:
+                dropped["(unmapped)"] += 1
+                continue
+            key = label
+        else:
+            value = first_value(tag)
+            if value is None:
+                continue
+            key = label_key(value)
+        spellings.setdefault(key, Counter())[tidy(value) if genre_map is None else key] += 1
+        candidates.append((path, key, group_of(artist, album_artist, album, path)))
+    shown = {key: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for key, c in spellings.items()}
+    kept = {key for key, c in spellings.items() if sum(c.values()) >= min_tracks}
+    for key, c in spellings.items():
+        if key not in kept:
+            dropped[shown[key]] += sum(c.values())
+    rows = [LabelRow(path, shown[key], group) for path, key, group in candidates if key in kept]
+    return LibraryLabels(rows, dict(sorted(dropped.items())))
 
 
 # --- the tag writer's work ------------------------------------------------------------------------
