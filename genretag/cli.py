@@ -453,14 +453,19 @@ def stats(ctx: click.Context, model_version: str | None, top_failures: int, last
     from genretag.formats import stats_text
 
     from genretag.genremap import GenreMapError, load_map
+    from genretag.model import BundleError, read_meta
 
     settings = settings_of(ctx)
     try:
         genre_map = load_map(settings.tag_map)
     except GenreMapError as exc:
         raise click.ClickException(str(exc)) from None
+    try:  # the model in use: its labels match the tags that spell them, predicted or not
+        labels = read_meta(settings.model_path).get("labels", [])
+    except BundleError:
+        labels = []
     with session_factory(settings.database_url)() as session:
-        summary = library_stats(session, model_version, top_failures, last_scans, genre_map)
+        summary = library_stats(session, model_version, top_failures, last_scans, genre_map, labels)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else stats_text(summary))
 
 

@@ -122,11 +122,11 @@ def test_train_from_library_learns_the_users_taxonomy_and_stats_measures_it_on_a
     assert len(listed) == 6 and {r["genre"] for r in listed} <= set(meta["labels"])
     agree = sum(label_key(r["genre"]) == label_key(r["tag_genre"]) for r in listed)
 
-    stats = json.loads(genretag(url, "stats", "--json", "--model-version", meta["version"]).stdout)
+    stats = json.loads(genretag(url, "stats", "--json", "--model-version", meta["version"], model_path=model).stdout)
     agreement = stats["tag_agreement"]
     assert agreement["tracks"] + agreement["uncertain"]["tracks"] == 6
     assert agreement["agree"] + agreement["uncertain"]["agree"] == agree
     assert set(agreement["per_genre"]) <= set(meta["labels"])
     assert set(stats["by_genre"]) <= set(meta["labels"])
-    text = genretag(url, "stats", "--model-version", meta["version"]).stdout
+    text = genretag(url, "stats", "--model-version", meta["version"], model_path=model).stdout
     assert "agreement with the files' genre tags" in text

@@ -420,7 +420,7 @@ def confidence_bucket(column: ColumnElement[float], edges: tuple[float, ...] = C
 
 def library_stats(
     session: Session, model_version: str | None = None, top_failures: int = 10, last_scans: int = 5,
-    genre_map: GenreMap | None = None,
+    genre_map: GenreMap | None = None, labels: Sequence[str] = (),
 ) -> LibraryStats:
     by_status = dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).tuples().all())
     done = _with_prediction(select(Track.id).select_from(Track), model_version).where(
@@ -456,7 +456,7 @@ def library_stats(
         failures=[(reason or "(no reason recorded)", n) for reason, n in failures],
         scans=[scan_dict(run) for run in scans],
         model_version=model_version,
-        agreement=tag_agreement(session, model_version, genre_map),
+        agreement=tag_agreement(session, model_version, genre_map, labels),
     )
 
 
@@ -507,11 +507,15 @@ def tag_target(tag: str, labels: dict[str, str], genre_map: GenreMap) -> str | N
     return labels.get(label_key(genre), genre)
 
 
-def tag_agreement(session: Session, model_version: str | None = None, genre_map: GenreMap | None = None) -> Agreement:
+def tag_agreement(
+    session: Session, model_version: str | None = None, genre_map: GenreMap | None = None, labels: Sequence[str] = ()
+) -> Agreement:
     """:class:`Agreement` from one GROUP BY over (tag, predicted genre, uncertain): a few rows per tag spelling.
 
     Which prediction: ``model_version``'s, or each track's latest. Tags are mapped after the
     aggregate (:func:`tag_target`), so the mapping table stays in Python and the library in SQL.
+    A tag spelling a label counts as that label: the labels predicted, and ``labels`` (the model's
+    own, so a label no track was given still matches its tags).
     """
     genre_map = genre_map or load_map()
     n = func.count().label("n")
@@ -522,12 +526,13 @@ def tag_agreement(session: Session, model_version: str | None = None, genre_map:
         .group_by(Track.tag_genre, Prediction.genre, Prediction.uncertain)
     )
     groups = session.execute(stmt).all()
-    labels = {label_key(g.genre): g.genre for g in groups}
+    known = {label_key(label): label for label in labels}
+    known.update({label_key(g.genre): g.genre for g in groups})
     tracks = agree = uncertain_tracks = uncertain_agree = unmapped = 0
     per_genre: dict[str, dict[str, Any]] = {}
     confusion: dict[str, dict[str, int]] = {}
     for tag, predicted, uncertain, count in groups:
-        target = tag_target(tag, labels, genre_map)
+        target = tag_target(tag, known, genre_map)
         if target is None:
             unmapped += count
             continue
