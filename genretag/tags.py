@@ -16,6 +16,7 @@ with ``"; "``.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -242,6 +243,8 @@ def write_genre(path: str | os.PathLike[str], values: list[str] | None, only_if_
     st = check_writable(path)
     kind = writable_kind(path)
     folder, name = os.path.split(os.path.abspath(path))
+    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*{TEMP_SUFFIX}")):
+        os.unlink(stale)  # a copy of this file left by a write that was killed
     fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:

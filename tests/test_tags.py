@@ -10,11 +10,9 @@ import json
 import logging
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mutagen
@@ -266,55 +264,13 @@ def test_dry_run_write_rescan_and_undo(scanned) -> None:
         assert all(w.undone_at is not None for w in s.scalars(select(TagWrite)))
 
 
-# --- a kill mid-write ----------------------------------------------------------------------------------
+# --- agreement --------------------------------------------------------------------------------------
 
 
 def result_for(path: str, genre: str) -> TrackResult:
     return TrackResult(path=path, genre=genre, vote_share=0.9, mean_probability=0.9, probabilities={genre: 0.9},
                        votes={genre: 9}, segments_used=10, segment_mode="all", duration=SECONDS, format="x",
                        model_version="v-test")
-
-
-def test_sigkill_during_tag_write_leaves_every_file_whole_with_its_old_or_new_tag(tmp_path, encoded) -> None:
-    """Many files, recorded in the database as the store records a classification; killed at several moments."""
-    library, url = tmp_path / "library", f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    paths = []
-    for i in range(40):
-        ext, folder = FORMATS[i % len(FORMATS)], library / f"d{i % 4}"
-        folder.mkdir(parents=True, exist_ok=True)
-        paths.append(Path(shutil.copy(encoded[ext], folder / f"f{i:02d}{ext}")))
-    hashes = {ext: audio_hash(encoded[ext]) for ext in FORMATS}
-    with session_scope(url) as s:
-        scan_id = store.start_scan(s, str(library), "v-test", "local").id
-        rows = [{"path": str(p), "size": p.stat().st_size, "mtime": p.stat().st_mtime} for p in paths]
-        ids = store.insert_tracks(s, rows, scan_id)
-        for p in paths:
-            store.record_prediction(s, ids[str(p)], result_for(str(p), "jazz"))
-    kills = 0
-    for delay in (0.5, 1.0, 1.5, 2.5):
-        proc = subprocess.Popen([GENRETAG, "tag", str(library), "--write"], env=env_for(url),
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:  # wait for the first write, then a little
-            if proc.stdout.readline().find(": written:") >= 0:
-                time.sleep(delay / 10)
-                break
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        for p in paths:
-            assert audio_hash(p) == hashes[p.suffix], p
-            assert tags.read_tags(p).genre in (None, "jazz"), p
-    assert kills >= 1
-    final = genretag(url, "tag", str(library), "--write")
-    assert final.returncode == 0, final.stderr
-    assert all(tags.read_tags(p).genre == "jazz" for p in paths)
-    leftovers = [p for p in library.rglob(f"*{tags.TEMP_SUFFIX}")]
-    assert all(not is_audio_name(p.name) for p in leftovers)
-
-
-# --- agreement --------------------------------------------------------------------------------------
 
 
 def test_agreement_counts_mapped_tags_per_genre_with_uncertain_apart(db_url) -> None:
