@@ -303,3 +303,11 @@ def test_agreement_counts_mapped_tags_per_genre_with_uncertain_apart(db_url) -> 
     assert (a.uncertain_tracks, a.uncertain_agree, a.unmapped) == (2, 1, 1)
     assert stats["tag_agreement"]["rate"] == pytest.approx(4 / 6)
     assert stats["tag_agreement"]["uncertain"] == {"tracks": 2, "agree": 1}
+
+
+def test_docs_list_every_default_spelling() -> None:
+    from genretag.genremap import DEFAULT_SPELLINGS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tags.md").read_text()
+    missing = [s for spellings in DEFAULT_SPELLINGS.values() for s in spellings if s not in text]
+    assert not missing
