@@ -80,8 +80,13 @@ def _joined(values: list[Any]) -> str | None:
 
 
 def _open(path: str | os.PathLike[str]) -> mutagen.FileType | None:
+    """The file as mutagen reads it; only regular files are opened (a FIFO would block the reader)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise TagError(path, "not a regular file")
         return mutagen.File(os.fspath(path))
+    except TagError:
+        raise
     except mutagen.MutagenError as exc:
         raise TagError(path, f"tags unreadable ({exc})") from None
     except OSError as exc:

@@ -7,15 +7,13 @@ a tiny model is trained in the test by the real ``genretag train --from-library`
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import mutagen
 import pytest
 
+from processes import run_genretag
 from genretag.db import session_scope, store
 from genretag.db.queries import LabelRow, library_labels
 from genretag.genremap import label_key, load_map
@@ -23,21 +21,8 @@ from genretag.model import read_meta
 from genretag.tags import FileTags
 from genretag.training.library import group_sides
 
-GENRETAG = str(Path(sys.executable).parent / "genretag")
 # GTZAN genre -> the user's label, spelt as carelessly as real tags are
 TAXONOMY = {"jazz": ["Smooth", "smooth", " SMOOTH "], "metal": ["Loud", "loud"], "classical": ["Quiet", "Quiet  "]}
-
-
-def env_for(url: str, **settings: object) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENRETAG_")}
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "GENRETAG_TF_THREADS": "1", "GENRETAG_DATABASE_URL": url,
-                "GENRETAG_WORKERS": "2"})
-    env.update({f"GENRETAG_{k.upper()}": str(v) for k, v in settings.items()})
-    return env
-
-
-def genretag(url: str, *args: str, **settings: object) -> subprocess.CompletedProcess:
-    return subprocess.run([GENRETAG, *args], env=env_for(url, **settings), capture_output=True, text=True, timeout=900)
 
 
 def test_labels_are_normalised_tags_with_enough_tracks_or_the_mapped_genres(db_url) -> None:
@@ -100,11 +85,11 @@ def test_train_from_library_learns_the_users_taxonomy_and_stats_measures_it_on_a
     tmp_path, taxonomy_library, training_cache
 ) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    first = genretag(url, "scan", str(taxonomy_library / "train"))
+    first = run_genretag(url, "scan", str(taxonomy_library / "train"))
     assert first.returncode == 0, first.stderr[-3000:]
 
     model = tmp_path / "mine.genretag"
-    trained = genretag(url, "train", "--from-library", str(taxonomy_library / "train"), "--min-tracks", "3",
+    trained = run_genretag(url, "train", "--from-library", str(taxonomy_library / "train"), "--min-tracks", "3",
                        "--valid-fraction", "0.25", "--epochs", "4", "--no-augment", "--threads", "1",
                        "--out", str(model), cache_dir=training_cache)
     assert trained.returncode == 0, trained.stderr[-3000:]
@@ -115,18 +100,18 @@ def test_train_from_library_learns_the_users_taxonomy_and_stats_measures_it_on_a
         assert label in trained.stdout
     assert any(training_cache.rglob("*.npz"))  # the feature cache GTZAN training uses
 
-    held = genretag(url, "scan", str(taxonomy_library / "heldout"), model_path=model)
+    held = run_genretag(url, "scan", str(taxonomy_library / "heldout"), model_path=model)
     assert held.returncode == 0, held.stderr[-3000:]
-    listed = [r for r in json.loads(genretag(url, "query", "--model-version", meta["version"], "--json").stdout)
+    listed = [r for r in json.loads(run_genretag(url, "query", "--model-version", meta["version"], "--json").stdout)
               if r["genre"] is not None]
     assert len(listed) == 6 and {r["genre"] for r in listed} <= set(meta["labels"])
     agree = sum(label_key(r["genre"]) == label_key(r["tag_genre"]) for r in listed)
 
-    stats = json.loads(genretag(url, "stats", "--json", "--model-version", meta["version"], model_path=model).stdout)
+    stats = json.loads(run_genretag(url, "stats", "--json", "--model-version", meta["version"], model_path=model).stdout)
     agreement = stats["tag_agreement"]
     assert agreement["tracks"] + agreement["uncertain"]["tracks"] == 6
     assert agreement["agree"] + agreement["uncertain"]["agree"] == agree
     assert set(agreement["per_genre"]) <= set(meta["labels"])
     assert set(stats["by_genre"]) <= set(meta["labels"])
-    text = genretag(url, "stats", "--model-version", meta["version"], model_path=model).stdout
+    text = run_genretag(url, "stats", "--model-version", meta["version"], model_path=model).stdout
     assert "agreement with the files' genre tags" in text

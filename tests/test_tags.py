@@ -11,18 +11,15 @@ import logging
 import os
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import mutagen
 import pytest
-from mutagen.flac import FLAC
 from mutagen.id3 import ID3, TALB, TCON, TIT2, TPE1, TPE2
-from mutagen.mp4 import MP4
 from sqlalchemy import select
 
 from media import audio_hash, decode, encode
+from processes import run_genretag
 from genretag import tags
 from genretag.classify import TrackResult
 from genretag.db import Track, session_scope, store
@@ -30,22 +27,8 @@ from genretag.db.models import TagWrite
 from genretag.genremap import GenreMap, GenreMapError, load_map, spelling_key
 from genretag.producer.walk import is_audio_name
 
-GENRETAG = str(Path(sys.executable).parent / "genretag")
 FORMATS = (".mp3", ".ogg", ".opus", ".flac", ".m4a")
 SECONDS = 8.0
-
-
-def env_for(url: str, **settings: object) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENRETAG_")}
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "GENRETAG_TF_THREADS": "1", "GENRETAG_DATABASE_URL": url,
-                "GENRETAG_WORKERS": "2"})
-    env.update({f"GENRETAG_{k.upper()}": str(v) for k, v in settings.items()})
-    return env
-
-
-def genretag(url: str, *args: str, timeout: float = 600, **settings: object) -> subprocess.CompletedProcess:
-    return subprocess.run([GENRETAG, *args], env=env_for(url, **settings), capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def set_tags(path: Path, genre: list[str] | None, artist: str = "", album: str = "", title: str = "",
@@ -195,7 +178,7 @@ def scanned(tmp_path_factory, encoded) -> dict:
         untagged = Path(shutil.copy(encoded[ext], library / "untagged" / f"u{ext}"))
         expected[str(untagged)] = tags.FileTags()
     url = f"sqlite:///{base / 'db' / 'genretag.sqlite3'}"
-    proc = genretag(url, "scan", str(library))
+    proc = run_genretag(url, "scan", str(library))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"library": library, "url": url, "expected": expected}
 
@@ -210,12 +193,12 @@ def track_tags(url: str) -> dict[str, tuple[tags.FileTags, str, int, float]]:
 def test_scan_reads_the_tags_of_each_format_and_query_shows_them(scanned) -> None:
     stored = track_tags(scanned["url"])
     assert {p: v[0] for p, v in stored.items()} == scanned["expected"]
-    listed = genretag(scanned["url"], "query", "--tag-genre", "heavy metal", "--json")
+    listed = run_genretag(scanned["url"], "query", "--tag-genre", "heavy metal", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert sorted(r["path"] for r in rows) == sorted(p for p in scanned["expected"] if "/tagged/" in p)
     assert {r["tag_genre"] for r in rows} == {"Heavy Metal"}
-    exported = genretag(scanned["url"], "export", "--format", "json")
+    exported = run_genretag(scanned["url"], "export", "--format", "json")
     artists = {r["path"]: r["tag_artist"] for r in json.loads(exported.stdout)}
     assert artists == {p: t.artist for p, t in scanned["expected"].items()}
 
@@ -229,13 +212,13 @@ def test_dry_run_write_rescan_and_undo(scanned) -> None:
     original = {p: Path(p).read_bytes() for p in files}
     hashes = {p: audio_hash(Path(p)) for p in files}
 
-    dry = genretag(url, "tag", str(library), "--min-confidence", "0")
+    dry = run_genretag(url, "tag", str(library), "--min-confidence", "0")
     assert dry.returncode == 0, dry.stderr
     assert {p: Path(p).read_bytes() for p in files} == original
     would = sorted(line.split(": would write")[0] for line in dry.stdout.splitlines() if ": would write" in line)
     assert would == [p for p in done if "/untagged/" in p]
 
-    wrote = genretag(url, "tag", str(library), "--write", "--min-confidence", "0")
+    wrote = run_genretag(url, "tag", str(library), "--write", "--min-confidence", "0")
     assert wrote.returncode == 0, wrote.stderr
     after = track_tags(url)
     for p in files:
@@ -245,20 +228,20 @@ def test_dry_run_write_rescan_and_undo(scanned) -> None:
         else:  # tagged already, or never classified: not a byte changed
             assert Path(p).read_bytes() == original[p], p
         assert audio_hash(Path(p)) == hashes[p], p
-    rescan = genretag(url, "scan", str(library))
+    rescan = run_genretag(url, "scan", str(library))
     assert rescan.returncode == 0 and "queued 0" in rescan.stdout, rescan.stdout + rescan.stderr
 
-    again = genretag(url, "tag", str(library), "--write", "--min-confidence", "0")
+    again = run_genretag(url, "tag", str(library), "--write", "--min-confidence", "0")
     assert "written" not in again.stderr and again.returncode == 0
 
-    undone = genretag(url, "tag", "--undo")
+    undone = run_genretag(url, "tag", "--undo")
     assert undone.returncode == 0, undone.stderr
     assert sum(": restored:" in line for line in undone.stdout.splitlines()) == len(would)
     for p in files:
         assert tags.read_tags(p).genre == scanned["expected"][p].genre
         assert audio_hash(Path(p)) == hashes[p]
     assert {p: v[0].genre for p, v in track_tags(url).items()} == {p: t.genre for p, t in scanned["expected"].items()}
-    rescan = genretag(url, "scan", str(library))
+    rescan = run_genretag(url, "scan", str(library))
     assert "queued 0" in rescan.stdout, rescan.stdout + rescan.stderr
     with session_scope(url) as s:
         assert all(w.undone_at is not None for w in s.scalars(select(TagWrite)))
@@ -311,3 +294,11 @@ def test_docs_list_every_default_spelling() -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "tags.md").read_text()
     missing = [s for spellings in DEFAULT_SPELLINGS.values() for s in spellings if s not in text]
     assert not missing
+
+
+def test_reading_tags_never_opens_what_is_not_a_regular_file(tmp_path) -> None:
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)  # opening it would block until a writer came
+    with pytest.raises(tags.TagError, match="not a regular file"):
+        tags.read_tags(fifo)
+    assert tags.read_logged(tmp_path / "missing.mp3") == tags.FileTags()

@@ -57,7 +57,7 @@ def start(session: Session, track_id: int, scan_id: int, settings: Settings) -> 
     return claim
 
 
-def finish(session: Session, track_id: int, outcome: TrackResult | AudioError, tags: FileTags = FileTags()) -> str:
+def finish(session: Session, track_id: int, outcome: TrackResult | AudioError, tags: FileTags) -> str:
     """Record a prediction or a failure, and the file's tags; returns the track's new status."""
     store.record_tags(session, track_id, tags)
     if isinstance(outcome, AudioError):
