@@ -19,6 +19,7 @@ ENCODINGS = {
     ".opus": ("ogg", "libopus", 48000, "flt"),
     ".flac": ("flac", "flac", 44100, "s16"),
     ".m4a": ("ipod", "aac", 44100, "fltp"),
+    ".wma": ("asf", "wmav2", 44100, "fltp"),
 }
 
 
@@ -49,6 +50,7 @@ def encode(source: Path, dest: Path, seconds: float | None = None) -> Path:
         stream = out.add_stream(codec, rate=rate, layout="stereo")
         if codec == "vorbis":
             stream.codec_context.options = {"strict": "experimental"}
+        stream.bit_rate = 128000  # wmav2 will not open without one
         resampler = av.AudioResampler(format=sample_format, layout="stereo", rate=rate)
         step = 4096
         for start in range(0, stereo.shape[1], step):
