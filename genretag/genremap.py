@@ -25,9 +25,9 @@ VALUE_SEPARATORS = re.compile(r"[;/|\x00]")  # between the values of one multi-v
 DEFAULT_SPELLINGS: dict[str, tuple[str, ...]] = {
     "blues": ("Blues", "Delta Blues", "Chicago Blues", "Electric Blues", "Acoustic Blues", "Country Blues",
               "Texas Blues", "Piedmont Blues"),
-    "classical": ("Classical", "Classic", "Baroque", "Romantic", "Opera", "Orchestral", "Symphony", "Symphonic",
-                  "Chamber Music", "Chamber", "Choral", "Early Music", "Renaissance", "Contemporary Classical",
-                  "Modern Classical", "Neoclassical"),
+    "classical": ("Classical", "Classic", "Baroque", "Romantic", "Romantic Classical", "Opera", "Orchestral",
+                  "Symphony", "Symphonic", "Chamber Music", "Chamber", "Choral", "Early Music", "Renaissance",
+                  "Contemporary Classical", "Modern Classical", "Neoclassical"),
     "country": ("Country", "Country & Western", "Country and Western", "Bluegrass", "Alt-Country", "Honky Tonk",
                 "Outlaw Country", "Contemporary Country", "Country Pop", "Western Swing"),
     "disco": ("Disco", "Euro Disco", "Eurodisco", "Nu-Disco", "Italo Disco", "Post-Disco", "Disco Funk"),
