@@ -97,7 +97,7 @@ def agreement_lines(agreement: Agreement) -> list[str]:
     predicted = sorted({p for cells in a.confusion.values() for p in cells})
     if predicted:
         lines.append("  confusion (rows: tag, columns: predicted):")
-        lines.append("  " + " " * 12 + "".join(f" {p[:7]:>7}" for p in predicted))
+        lines.append("  " + " " * 12 + "".join(f" {p[:9]:>9}" for p in predicted))
         for g, cells in a.confusion.items():
-            lines.append(f"  {g[:12]:<12}" + "".join(f" {cells.get(p, 0):>7}" for p in predicted))
+            lines.append(f"  {g[:12]:<12}" + "".join(f" {cells.get(p, 0):>9}" for p in predicted))
     return lines
