@@ -367,7 +367,7 @@ def beat(ctx: click.Context, roots: tuple[str, ...], schedule_file: Path | None,
 @click.option("--dry-run", is_flag=True, help="Only show what would be written (the default without --write).")
 @click.option("--write", is_flag=True, help="Write the predicted genres into the files' genre tags.")
 @click.option("--overwrite", is_flag=True, help="Replace existing genre tags too [default: fill only files without one].")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Write only predictions at least this confident [GENRETAG_TAG_MIN_CONFIDENCE].")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Write only predictions at least this confident; without it, the uncertain flag decides where set [GENRETAG_TAG_MIN_CONFIDENCE].")
 @click.option("--include-uncertain", is_flag=True, help="Also write predictions flagged uncertain.")
 @click.option("--undo", is_flag=True, help="Restore the genre tags earlier writes replaced (add --dry-run to only show).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only failures and the totals.")
@@ -394,7 +394,8 @@ def tag(ctx: click.Context, roots: tuple[str, ...], dry_run: bool, write: bool, 
     if undo:
         counts = tagging.undo(settings, roots, write=not dry_run, report=show)
     else:
-        policy = tagging.TagPolicy(overwrite, settings.tag_min_confidence, include_uncertain)
+        policy = tagging.TagPolicy(overwrite, settings.tag_min_confidence, include_uncertain,
+                                   explicit=min_confidence is not None)
         counts = tagging.tag_library(settings, roots, policy, write=write, report=show)
     click.echo(", ".join(f"{action} {n}" for action, n in sorted(counts.items())) or "nothing to do", err=True)
     sys.exit(1 if counts["failed"] else 0)

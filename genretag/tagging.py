@@ -1,8 +1,8 @@
 """``genretag tag``: write the predicted genres into the files' own genre tags, or undo that.
 
 A dry run is the default: it reads each file and says what a write would do. Writing, by default,
-fills only files without a genre tag, and only with confident predictions (confidence at least
-``tag_min_confidence`` and not flagged uncertain). Each write goes through
+fills only files without a genre tag, and only with confident predictions: not flagged uncertain
+by the trust step, or, for predictions it never assessed, of confidence at least ``tag_min_confidence``. Each write goes through
 :func:`genretag.tags.write_genre` (a copy beside the file, fsync, atomic rename) and is logged in
 ``tag_writes`` with the values it replaced; the track then holds the file's new size and mtime, so
 the next scan queues nothing. ``undo`` restores a logged write only while the file still carries
@@ -42,15 +42,20 @@ class TagPolicy:
     """Which predictions go into which files."""
 
     overwrite: bool = False  # replace existing genre tags too
-    min_confidence: float = 0.5
+    min_confidence: float = 0.5  # for predictions the trust step has not assessed (``uncertain`` NULL)
     include_uncertain: bool = False  # also predictions the trust step flagged uncertain
+    explicit: bool = False  # min_confidence was asked for: it applies to assessed predictions too
 
 
 def not_confident(candidate: TagCandidate, policy: TagPolicy) -> str | None:
-    """Why ``candidate``'s prediction is not written, or ``None`` when it is confident enough."""
+    """Why ``candidate``'s prediction is not written, or ``None`` when it is confident enough.
+
+    An assessed prediction (``uncertain`` not NULL) is judged by that flag; an unassessed one (written
+    before the trust step existed) by ``min_confidence``; an explicit ``--min-confidence`` binds both.
+    """
     if candidate.uncertain and not policy.include_uncertain:
         return "prediction flagged uncertain"
-    if candidate.confidence < policy.min_confidence:
+    if (candidate.uncertain is None or policy.explicit) and candidate.confidence < policy.min_confidence:
         return f"confidence {candidate.confidence:.2f} below {policy.min_confidence:.2f}"
     return None
 

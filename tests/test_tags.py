@@ -306,3 +306,19 @@ def test_reading_tags_never_opens_what_is_not_a_regular_file(tmp_path) -> None:
     with pytest.raises(tags.TagError, match="not a regular file"):
         tags.read_tags(fifo)
     assert tags.read_logged(tmp_path / "missing.mp3") == tags.FileTags()
+
+
+def test_confident_only_uses_the_uncertain_flag_where_set_and_the_threshold_elsewhere() -> None:
+    from genretag.db.queries import TagCandidate
+    from genretag.tagging import TagPolicy, not_confident
+
+    def candidate(confidence: float, uncertain: bool | None) -> TagCandidate:
+        return TagCandidate(1, "/m/a.mp3", "jazz", confidence, uncertain, "v", None)
+
+    default = TagPolicy(min_confidence=0.5)
+    assert not_confident(candidate(0.3, False), default) is None  # assessed, not uncertain
+    assert "uncertain" in not_confident(candidate(0.9, True), default)
+    assert "below 0.50" in not_confident(candidate(0.3, None), default)  # never assessed: the threshold
+    assert not_confident(candidate(0.6, None), default) is None
+    assert "below 0.70" in not_confident(candidate(0.6, False), TagPolicy(min_confidence=0.7, explicit=True))
+    assert not_confident(candidate(0.9, True), TagPolicy(include_uncertain=True)) is None
