@@ -190,7 +190,12 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 
 
 @cli.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@click.argument("roots", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@click.option("--from-library", is_flag=True, help="Train on the library's own genre tags (tracks under ROOT..., or all) instead of GTZAN.")
+@click.option("--mapped", is_flag=True, help="With --from-library: labels are the 10 genres the tags map to, not the tags themselves.")
+@click.option("--min-tracks", type=click.IntRange(1), default=5, show_default=True, help="With --from-library: a label needs this many tracks.")
+@click.option("--valid-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="With --from-library: share of each label's tracks held out, as whole artists (else albums).")
 @click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.training.networks.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
 @click.option("--recipe", "recipe_name", type=click.Choice(["seed", "ours"]), default="seed", show_default=True, help="Training settings to start from (genretag.training.train.RECIPES); options below override them.")
 @click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
@@ -213,11 +218,13 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 @click.option("--head-c", type=click.FloatRange(0, min_open=True), help="musicnn: the head's C (inverse L2) [default: the best on CV, genretag.training.pretrained.HEAD_C].")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
 @click.pass_context
-def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: int | None, out: Path | None,
+def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_library: bool, mapped: bool,
+          min_tracks: int, valid_fraction: float, arch: str, recipe_name: str, folds: int | None, out: Path | None,
           report: Path | None, splits: Path | None, head_c: float | None, **overrides: object) -> None:
     """Train a model on GTZAN (split by track), or cross-validate one with --folds.
 
-    ``--arch musicnn`` trains the pretrained family instead: a head on musicnn's frozen MSD backbone
+    With --from-library, train on the genre tags of the library's tracks under ROOT... instead.
+    ``--arch musicnn`` trains the pretrained family: a head on musicnn's frozen MSD backbone
     (--folds: its C on CV; otherwise the head at --head-c, calibrated on CV's out-of-fold tracks).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -231,9 +238,16 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
         members(arch)
     except BundleError as exc:
         raise click.BadParameter(str(exc), param_hint="--arch") from None
-    if arch == "musicnn":
-        return _train_pretrained(data, splits, settings_of(ctx), folds, out, report, head_c, overrides["threads"])
     config = recipe(recipe_name, arch).replace(**overrides)
+    if from_library:
+        if data or folds:
+            raise click.UsageError("--from-library trains on the library's tags: no --data, no --folds")
+        _train_from_library(settings_of(ctx), roots, mapped, min_tracks, valid_fraction, config, out)
+        return
+    if data is None or roots:
+        raise click.UsageError("give --data GTZAN_FOLDER, or --from-library [ROOT...]")
+    if arch == "musicnn":
+        return _train_pretrained(data, splits, settings_of(ctx), folds, out, report, head_c, config.threads)
     dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
     verbose = 1 if sys.stdout.isatty() else 2
     if folds:
@@ -285,6 +299,49 @@ def _train_pretrained(data: Path, splits: Path | None, settings: Settings, folds
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _train_from_library(settings: Settings, roots: tuple[str, ...], mapped: bool, min_tracks: int,
+                        valid_fraction: float, config, out: Path | None) -> None:
+    """Labels from the database (a session opened and closed here), then training on plain rows."""
+    from genretag.db import session_factory
+    from genretag.db.queries import library_labels
+    from genretag.genremap import GenreMapError, load_map
+    from genretag.training.library import LibraryTrainingError, load_library, train_library
+
+    try:
+        genre_map = load_map(settings.tag_map) if mapped else None
+    except GenreMapError as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_factory(settings.database_url)() as session:
+        found = library_labels(session, [os.path.realpath(r) for r in roots], min_tracks, genre_map)
+    counts: dict[str, int] = {}
+    for row in found.rows:
+        counts[row.label] = counts.get(row.label, 0) + 1
+    click.echo(f"{len(found.rows)} tagged tracks, {len(counts)} labels: "
+               + ", ".join(f"{label} {n}" for label, n in sorted(counts.items())), err=True)
+    if found.dropped:
+        click.echo(f"  left out (under {min_tracks} tracks, or unmapped): "
+                   + ", ".join(f"{label} {n}" for label, n in found.dropped.items()), err=True)
+    with click.progressbar(found.rows, label=f"MFCC of {len(found.rows)} tracks", file=sys.stderr) as bar:
+        tracks = load_library(list(bar), settings.cache_dir)
+    try:
+        trained = train_library(found.rows, tracks, config, valid_fraction, 1 if sys.stdout.isatty() else 2)
+    except LibraryTrainingError as exc:
+        raise click.ClickException(str(exc)) from None
+    bundle = trained.result.bundle
+    v = trained.validation
+    if v:
+        from genretag.training.evaluate import table
+
+        click.echo(f"held-out artists/albums: {trained.sides['valid']} tracks (trained on {trained.sides['train']})\n"
+                   f"{table(v)}")
+    else:
+        click.echo("no held-out group (too few artists or albums per label): no validation figures")
+    from genretag.training import export
+
+    path = export.save(trained.result.model, bundle, out or Path(f"genretag-library-{config.architecture}.genretag"))
+    click.echo(f"saved {path}, version {bundle.version}, labels {', '.join(trained.labels)}")
 
 
 @cli.command()
@@ -379,6 +436,45 @@ def beat(ctx: click.Context, roots: tuple[str, ...], schedule_file: Path | None,
                                      f"--loglevel={loglevel}"])
 
 
+@cli.command()
+@click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only show what would be written (the default without --write).")
+@click.option("--write", is_flag=True, help="Write the predicted genres into the files' genre tags.")
+@click.option("--overwrite", is_flag=True, help="Replace existing genre tags too [default: fill only files without one].")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Write only predictions at least this confident; without it, the uncertain flag decides where set [GENRETAG_TAG_MIN_CONFIDENCE].")
+@click.option("--include-uncertain", is_flag=True, help="Also write predictions flagged uncertain.")
+@click.option("--undo", is_flag=True, help="Restore the genre tags earlier writes replaced (add --dry-run to only show).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only failures and the totals.")
+@click.pass_context
+def tag(ctx: click.Context, roots: tuple[str, ...], dry_run: bool, write: bool, overwrite: bool,
+        min_confidence: float | None, include_uncertain: bool, undo: bool, quiet: bool) -> None:
+    """Write the predicted genre into each file's own genre tag under ROOT... [default: every track].
+
+    Shows what it would do unless --write is given. Writes are atomic (a copy beside the file, then
+    a rename) and logged, so --undo can restore what they replaced. Exits 1 if any file failed.
+    """
+    from genretag import tagging
+
+    if dry_run and write:
+        raise click.UsageError("--dry-run and --write contradict each other")
+    settings = settings_of(ctx).replace(tag_min_confidence=min_confidence)
+
+    def show(outcome: tagging.Outcome) -> None:
+        if outcome.action == "failed":
+            click.echo(f"{outcome.path}: failed: {outcome.detail}", err=True)
+        elif not quiet:
+            click.echo(f"{outcome.path}: {outcome.action}: {outcome.detail}")
+
+    if undo:
+        counts = tagging.undo(settings, roots, write=not dry_run, report=show)
+    else:
+        policy = tagging.TagPolicy(overwrite, settings.tag_min_confidence, include_uncertain,
+                                   explicit=min_confidence is not None)
+        counts = tagging.tag_library(settings, roots, policy, write=write, report=show)
+    click.echo(", ".join(f"{action} {n}" for action, n in sorted(counts.items())) or "nothing to do", err=True)
+    sys.exit(1 if counts["failed"] else 0)
+
+
 # --- reading the library: query, stats, export ------------------------------------------------
 
 PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also matches /)."
@@ -391,6 +487,7 @@ PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also m
 @click.option("--path", "path_pattern", help=PATH_HELP)
 @click.option("--status", help="pending, done, failed or missing.")
 @click.option("--model-version", help="Predictions of this model [default: each track's latest].")
+@click.option("--tag-genre", help="The file's own genre tag, as it is (case ignored).")
 @click.option("--limit", type=click.IntRange(1), help="At most this many tracks.")
 @click.option("--json", "fmt", flag_value="json", help="A JSON array.")
 @click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
@@ -425,13 +522,25 @@ def query(ctx: click.Context, path_pattern: str | None, fmt: str | None, **filte
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
 def stats(ctx: click.Context, model_version: str | None, top_failures: int, last_scans: int, as_json: bool) -> None:
-    """Tracks per genre and status, the confidence histogram, failures by reason, the last scans."""
+    """Tracks per genre and status, the confidence histogram, agreement with the files' genre tags, failures, scans."""
     from genretag.db import session_factory
     from genretag.db.queries import library_stats
     from genretag.formats import stats_text
 
-    with session_factory(settings_of(ctx).database_url)() as session:
-        summary = library_stats(session, model_version, top_failures, last_scans)
+    from genretag.genremap import GenreMapError, load_map
+    from genretag.bundle import BundleError, read_meta
+
+    settings = settings_of(ctx)
+    try:
+        genre_map = load_map(settings.tag_map)
+    except GenreMapError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:  # the model in use: its labels match the tags that spell them, predicted or not
+        labels = read_meta(settings.model_path).get("labels", [])
+    except BundleError:
+        labels = []
+    with session_factory(settings.database_url)() as session:
+        summary = library_stats(session, model_version, top_failures, last_scans, genre_map, labels)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else stats_text(summary))
 
 

@@ -82,7 +82,7 @@ class Prediction(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
     model_version: Mapped[str] = mapped_column(String(128))
-    genre: Mapped[str] = mapped_column(String(32))
+    genre: Mapped[str] = mapped_column(String(128))  # a label of the model: any taxonomy, not only GTZAN's
     confidence: Mapped[float] = mapped_column(Float)  # calibrated probability of ``genre`` (vote share before 0003)
     vote_share: Mapped[float | None] = mapped_column(Float)  # fraction of segments won by ``genre``
     uncertain: Mapped[bool | None] = mapped_column(Boolean)  # below min_confidence; None: not assessed
@@ -109,6 +109,23 @@ class Prediction(Base):
 
     def __repr__(self) -> str:
         return f"Prediction(track={self.track_id}, {self.genre} {self.confidence:.2f}, {self.model_version})"
+
+
+class TagWrite(Base):
+    """A genre ``genretag tag --write`` put into a file, with the raw values it replaced (for ``--undo``)."""
+
+    __tablename__ = "tag_writes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(PathText)
+    written: Mapped[str] = mapped_column(Text)  # the genre written
+    previous: Mapped[list[str] | None] = mapped_column(JSONDoc)  # stored values before; None: no genre tag
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # restored by --undo
+
+    __table_args__ = (Index("ix_tag_writes_track", "track_id"), Index("ix_tag_writes_path", "path"))
 
 
 class ScanRun(Base):

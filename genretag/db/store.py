@@ -16,10 +16,11 @@ from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from genretag.db.models import Prediction, ScanRun, Track, TrackStatus, utcnow
+from genretag.db.models import Prediction, ScanRun, TagWrite, Track, TrackStatus, utcnow
 
 if TYPE_CHECKING:  # classify pulls in librosa; the database layer should not
     from genretag.classify import TrackResult
+    from genretag.tags import FileTags, Written
 
 PENDING, DONE, FAILED, MISSING = (s.value for s in TrackStatus)
 
@@ -79,6 +80,37 @@ def record_failure(session: Session, track_id: int, reason: str) -> None:
     session.execute(
         update(Track).where(Track.id == track_id).values(status=FAILED, error=reason, updated_at=utcnow())
     )
+
+
+def record_tags(session: Session, track_id: int, tags: FileTags) -> None:
+    """Store the tags read from the track's file (absent fields become NULL)."""
+    session.execute(update(Track).where(Track.id == track_id).values(**tags.columns()))
+
+
+# --- the tag writer's log (genretag tag) -----------------------------------------------------
+
+
+def record_tag_write(session: Session, track_id: int, written: Written, model_version: str | None) -> None:
+    """Log a genre written into a file and give the track the file's new size, mtime and genre tag.
+
+    The new size and mtime are what the next scan's diff compares, so the rewrite queues nothing.
+    """
+    session.add(TagWrite(track_id=track_id, path=written.path, written=written.genre, previous=written.previous,
+                         model_version=model_version, written_at=utcnow()))
+    session.execute(
+        update(Track).where(Track.id == track_id)
+        .values(size=written.size, mtime=written.mtime, tag_genre=written.tag_genre)
+    )
+
+
+def record_tag_undo(session: Session, write_id: int, track_id: int, restored: Written | None) -> None:
+    """Mark a logged write undone; ``restored`` (the file rewritten) updates the track as a write does."""
+    session.execute(update(TagWrite).where(TagWrite.id == write_id).values(undone_at=utcnow()))
+    if restored is not None:
+        session.execute(
+            update(Track).where(Track.id == track_id)
+            .values(size=restored.size, mtime=restored.mtime, tag_genre=restored.tag_genre)
+        )
 
 
 @dataclass(frozen=True)
