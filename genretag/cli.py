@@ -369,7 +369,8 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
     sides, how = dataset_sides(dataset)
     clips = [c for c in dataset.clips if split == "all" or sides.get(c.track_id) == split]
     with click.progressbar(clips, label=f"MFCC of {len(clips)} {split} clips", file=sys.stderr) as bar:
-        tracks = select_tracks(load_features(bar, settings_of(click.get_current_context()).cache_dir), sides, split)
+        loaded = load_features(bar, settings_of(click.get_current_context()).cache_dir, bundle.features)
+        tracks = select_tracks(loaded, sides, split)
     if not tracks:
         raise click.ClickException(f"no {split} tracks found under {data}")
     metrics = track_metrics(tracks, predict_tracks(bundle.predictor(threads), tracks), bundle.labels)
