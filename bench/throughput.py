@@ -170,17 +170,17 @@ def _instrument_decoding() -> None:
         setattr(audio, name, _timed(getattr(audio, name)))
 
 
-def _prepare_timed(job: tuple[str, object, object]) -> tuple[object | None, float, float]:
+def _prepare_timed(job: tuple[str, object, object, object]) -> tuple[object | None, float, float]:
     """(PreparedTrack or None, decode CPU s, total CPU s) for one file's next stage."""
     from genretag.audio import AudioError
     from genretag.classify import prepare
 
     global _decode_seconds
-    path, settings, after = job
+    path, settings, params, after = job
     _decode_seconds = 0.0
     t0 = time.process_time()
     try:
-        track = prepare(path, settings, after=after)
+        track = prepare(path, settings, params, after)
     except AudioError:
         track = None
     return track, _decode_seconds, time.process_time() - t0
@@ -201,7 +201,7 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
         classifier.decide([])
         infer = 0.0
         t0 = time.perf_counter()
-        pending: list = [(p, settings, None) for p in paths]
+        pending: list = [(p, settings, classifier.bundle.features, None) for p in paths]
         batch: list = []
         again: list = []
 
@@ -211,7 +211,7 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
                 a = time.process_time()
                 for outcome in classifier.decide(batch):
                     if isinstance(outcome, Unsettled):
-                        again.append((outcome.path, settings, outcome))
+                        again.append((outcome.path, settings, classifier.bundle.features, outcome))
                     else:
                         run.tracks += 1
                 infer += time.process_time() - a
