@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from genretag.features import FEATURES, FeatureParams
+from genretag.features import FEATURES, FeatureParams, params_of
 
 BUNDLE_FORMAT = 1
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
@@ -146,8 +146,8 @@ class ModelBundle:
     version: str
     labels: tuple[str, ...] = GENRES
     features: FeatureParams = FEATURES
-    mean: np.ndarray = field(default_factory=lambda: np.zeros(FEATURES.n_mfcc, np.float32))  # per coefficient
-    std: np.ndarray = field(default_factory=lambda: np.ones(FEATURES.n_mfcc, np.float32))
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(FEATURES.shape[-1], np.float32))  # per coefficient
+    std: np.ndarray = field(default_factory=lambda: np.ones(FEATURES.shape[-1], np.float32))
     training: dict[str, Any] = field(default_factory=dict)  # data summary, settings, history
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluation figures
 
@@ -201,7 +201,7 @@ def load_bundle(path: str | os.PathLike[str], expected: FeatureParams = FEATURES
     if stored != expected.to_dict():
         diff = {k: (stored.get(k), v) for k, v in expected.to_dict().items() if stored.get(k) != v}
         raise BundleError(f"{path}: feature parameters differ from this code's (stored, expected): {diff}")
-    params = FeatureParams(**stored)
+    params = params_of(stored)
     model = build(meta["architecture"], params.shape, len(meta["labels"]))
     with zipfile.ZipFile(path) as zf, tempfile.TemporaryDirectory() as tmp:
         zf.extract("model.weights.h5", tmp)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from genretag.config import PACKAGED_MODEL
-from genretag.features import FEATURES, FeatureParams
+from genretag.features import FEATURES, MfccParams
 from genretag.model import GENRES, BundleError, ModelBundle, Predictor, build, ensemble_of, load_bundle, members, read_meta
 
 
@@ -45,7 +45,7 @@ def test_round_trip_keeps_weights_and_metadata(bundle, tmp_path):
 
 
 def test_mismatched_feature_parameters_are_refused(bundle, tmp_path):
-    other = dataclasses.replace(bundle, features=FeatureParams(hop_length=256))
+    other = dataclasses.replace(bundle, features=MfccParams(hop_length=256))
     path = other.save(tmp_path / "other.genretag")
     with pytest.raises(BundleError, match="hop_length"):
         load_bundle(path)
