@@ -14,7 +14,7 @@ Rules (documented in the README too):
 Each kind of feature map has one frozen params dataclass (its ``kind`` names it in a bundle's
 meta) and one function, registered here; :func:`of_segments` dispatches on the params.
 
-The ``mfcc`` kind: 13 MFCCs (n_fft 2048, hop 512, 128 mels, Slaney mel filterbank as librosa's),
+The ``mfcc`` kind: 13 MFCCs (n_fft 2048, hop 512, 128 mels on librosa's mel filterbank),
 130 frames per segment, time first: shape (n_segments, 130, 13). The dB scale is floored 80 dB
 below the loudest mel bin of the *same segment* (``db_floor: "per_segment"``), so a window's
 map never depends on which other windows share its batch (librosa's ``power_to_db`` floors the
@@ -152,12 +152,30 @@ def hann(n_fft: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
+def _slaney_mel(hz: np.ndarray) -> np.ndarray:
+    """Hz to Slaney's mel scale (linear below 1 kHz, logarithmic above), as librosa's default."""
+    hz = np.asarray(hz, np.float64)
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), hz * 3.0 / 200.0)
+
+
+def _slaney_hz(mel: np.ndarray) -> np.ndarray:
+    return np.where(mel >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mel - 15.0)), mel * 200.0 / 3.0)
+
+
 @lru_cache(maxsize=4)
 def mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """librosa's Slaney mel filterbank, transposed for ``power @ basis``: (1 + n_fft // 2, n_mels) float32."""
-    import librosa.filters  # plain numpy code; imported lazily, as librosa's package import is slow
+    """librosa's default mel filterbank (``librosa.filters.mel``: Slaney scale and area norm, 0 Hz to sr / 2),
+    transposed for ``power @ basis``: (1 + n_fft // 2, n_mels) float32.
 
-    return np.ascontiguousarray(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).T, dtype=np.float32)
+    Written out in numpy because importing ``librosa.filters`` pulls in numba and scipy.signal (1.2 s per
+    process); tests/test_features.py checks it against librosa's.
+    """
+    edges = _slaney_hz(np.linspace(_slaney_mel(0.0), _slaney_mel(sr / 2.0), n_mels + 2))
+    ramps = edges[:, None] - np.fft.rfftfreq(n_fft, 1.0 / sr)[None, :]
+    widths = np.diff(edges)
+    weights = np.maximum(0.0, np.minimum(-ramps[:-2] / widths[:-1, None], ramps[2:] / widths[1:, None]))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return np.ascontiguousarray(weights.T, dtype=np.float32)
 
 
 @lru_cache(maxsize=4)
