@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from genretag import audio, features  # noqa: E402
 from genretag.classify import plan_windows, stage_ends  # noqa: E402
 from genretag.config import Settings  # noqa: E402
-from genretag.model import GENRES  # noqa: E402
+from genretag.bundle import GENRES  # noqa: E402
 
 D = features.DESCRIPTORS
 SHARED = Path(os.environ.get("GENRETAG_SHARED_DIR", REPO.parent / "shared"))

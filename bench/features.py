@@ -71,7 +71,8 @@ def genres_on_gtzan(gtzan: Path, model_path: Path) -> None:
     import zipfile
 
     from genretag.classify import vote
-    from genretag.model import GENRES, build, configure_tensorflow, read_meta
+    from genretag.bundle import GENRES, read_meta
+    from genretag.training.networks import build, configure_tensorflow
 
     configure_tensorflow(2)
     meta = read_meta(model_path)

@@ -2,7 +2,7 @@
 
 This is the single classification path. ``genretag classify``, the local-mode scan and the Celery
 task all go through :class:`Classifier`. The work is split in two so callers can overlap it:
-:func:`prepare` (decode and MFCC: CPU-bound, no TensorFlow, safe in any process) and
+:func:`prepare` (decode and MFCC: CPU-bound, no model, safe in any process) and
 :meth:`Classifier.decide` (one batched forward pass for any number of prepared tracks, then votes).
 
 A long track is voted in stages, a sequential test: the first stage decodes ``first_windows``
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from genretag import audio, features
+from genretag.bundle import Bundle, load_bundle
 from genretag.config import Settings
 from genretag.features import FEATURES, FeatureParams
 
@@ -209,18 +210,13 @@ def vote(probabilities: np.ndarray, labels: Sequence[str]) -> tuple[str, dict[st
 class Classifier:
     """A loaded model plus the settings that decide which segments vote. Load once per process."""
 
-    def __init__(self, bundle, settings: Settings) -> None:  # bundle: model.ModelBundle
-        from genretag.model import Predictor
-
+    def __init__(self, bundle: Bundle, settings: Settings) -> None:
         self.bundle = bundle
         self.settings = settings
-        self.predict = Predictor(bundle)
+        self.predict = bundle.predictor(settings.threads_per_worker)
 
     @classmethod
     def load(cls, settings: Settings) -> Classifier:
-        from genretag.model import configure_tensorflow, load_bundle
-
-        configure_tensorflow(settings.threads_per_worker)
         return cls(load_bundle(settings.model_path), settings)
 
     @property

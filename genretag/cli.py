@@ -1,6 +1,7 @@
 """The ``genretag`` command group: every command is a thin view onto the package's functions.
 
-Heavy imports (TensorFlow, librosa, SQLAlchemy) happen inside the commands, so ``--help`` is fast.
+Heavy imports (librosa, LiteRT, SQLAlchemy; TensorFlow for `train` only) happen inside the commands,
+so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from pathlib import Path
 import click
 
 from genretag.config import Settings, get_settings
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class _Commands(click.Group):
@@ -126,7 +125,7 @@ def worker(ctx: click.Context, loglevel: str) -> None:
     if settings.local_mode:
         raise click.UsageError("a worker needs a broker: set GENRETAG_BROKER_URL or --broker-url "
                                "(without one, `genretag scan` classifies in-process)")
-    click.echo(f"worker: {settings.worker_count} processes x {settings.threads_per_worker} TensorFlow threads, "
+    click.echo(f"worker: {settings.worker_count} processes x {settings.threads_per_worker} inference threads, "
                f"queue {settings.task_queue} on {redact_url(settings.broker_url)}", err=True)
     configure(settings).worker_main(["worker", f"--concurrency={settings.worker_count}", "--pool=prefork",
                                      f"--queues={settings.task_queue}", f"--loglevel={loglevel}"])
@@ -139,9 +138,13 @@ def worker(ctx: click.Context, loglevel: str) -> None:
 def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
     """Print the genre of each FILE, its confidence, the top 3 and the segment votes."""
     from genretag.audio import AudioError
+    from genretag.bundle import BundleError
     from genretag.classify import Classifier
 
-    classifier = Classifier.load(settings_of(ctx))
+    try:
+        classifier = Classifier.load(settings_of(ctx))
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
     failed = 0
     for path in files:
         try:
@@ -166,6 +169,15 @@ def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None
     sys.exit(1 if failed else 0)
 
 
+def require_tensorflow() -> None:
+    """Stop with one line saying how to get TensorFlow, which only training needs."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise click.ClickException("training needs TensorFlow, which is not installed: "
+                                   "pip install 'genretag[train]'") from None
+
+
 def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts: bool = True):
     """Discover a GTZAN folder and load the MFCC maps of its clips (cached), with a progress bar."""
     from genretag.training.datasets import discover, load_features
@@ -179,7 +191,7 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 
 @cli.command()
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
-@click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.model.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
+@click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.training.networks.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
 @click.option("--recipe", "recipe_name", type=click.Choice(["seed", "ours"]), default="seed", show_default=True, help="Training settings to start from (genretag.training.train.RECIPES); options below override them.")
 @click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Bundle to write [default: genretag-ARCH.genretag].")
@@ -203,7 +215,11 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: int | None, out: Path | None,
           report: Path | None, splits: Path | None, **overrides: object) -> None:
     """Train a model on GTZAN (split by track), or cross-validate one with --folds."""
-    from genretag.model import BundleError, members
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    require_tensorflow()
+    from genretag.bundle import BundleError
+    from genretag.training import export
+    from genretag.training.networks import members
     from genretag.training.train import cross_validate, recipe, train_model
 
     try:
@@ -232,7 +248,7 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
             report.write_text(json.dumps(summary, indent=2) + "\n")
         return
     result = train_model(dataset, tracks, excerpts, config, verbose)
-    path = result.bundle.save(out or Path(f"genretag-{arch}.genretag"))
+    path = export.save(result.model, result.bundle, out or Path(f"genretag-{arch}.genretag"))
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {result.bundle.version}, "
                f"{result.epochs_run} epochs (best {result.best_epoch})")
 
@@ -243,16 +259,21 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
 @click.option("--split", type=click.Choice(["test", "valid", "all"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for evaluation.json and confusion.png.")
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
-@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="Inference threads.")
 def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path | None, threads: int) -> None:
-    """Evaluate MODEL on whole GTZAN tracks (all segments, track vote): accuracy, per genre, confusion."""
-    from genretag.model import configure_tensorflow, load_bundle
+    """Evaluate MODEL on whole GTZAN tracks (all segments, track vote): accuracy, per genre, confusion.
+
+    Runs the bundle's LiteRT export, as classification does, so the figures are those of what ships.
+    """
+    from genretag.bundle import BundleError, load_bundle
     from genretag.training.datasets import discover, load_features
     from genretag.training.evaluate import predict_tracks, select_tracks, table, track_metrics, write_report
     from genretag.training.splits import dataset_sides
 
-    configure_tensorflow(threads)
-    bundle = load_bundle(model)
+    try:
+        bundle = load_bundle(model)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
     dataset = discover(data, splits)
     sides, how = dataset_sides(dataset)
     clips = [c for c in dataset.clips if split == "all" or sides.get(c.track_id) == split]
@@ -260,13 +281,32 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
         tracks = select_tracks(load_features(bar, settings_of(click.get_current_context()).cache_dir), sides, split)
     if not tracks:
         raise click.ClickException(f"no {split} tracks found under {data}")
-    metrics = track_metrics(tracks, predict_tracks(bundle, tracks), bundle.labels)
+    metrics = track_metrics(tracks, predict_tracks(bundle.predictor(threads), tracks), bundle.labels)
     metrics = {"model": str(model), "model_version": bundle.version, "data": str(dataset.root),
                "layout": dataset.layout, "split": split, "split_source": how, **metrics}
     click.echo(f"{bundle.version} on the {split} split of {dataset.root}\n{table(metrics)}")
     if out:
         report, png = write_report(metrics, out, f"{bundle.version}: {split} tracks of {dataset.root.name}")
         click.echo(f"wrote {report} and {png}")
+
+
+@cli.command()
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 in a container).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.pass_context
+def flower(ctx: click.Context, address: str, port: int) -> None:
+    """Run Flower, the Celery web monitor: workers, tasks and queues on the broker [GENRETAG_BROKER_URL].
+
+    Flower's own settings (FLOWER_BASIC_AUTH=user:password, FLOWER_URL_PREFIX, ...) are read from the environment.
+    """
+    from genretag.config import redact_url
+    from genretag.worker.app import configure
+
+    settings = settings_of(ctx)
+    if settings.local_mode:
+        raise click.UsageError("Flower watches Celery workers: set GENRETAG_BROKER_URL or --broker-url")
+    click.echo(f"flower: http://{address}:{port}/ watching {redact_url(settings.broker_url)}", err=True)
+    configure(settings).start(["flower", f"--address={address}", f"--port={port}"])
 
 
 @cli.command()
@@ -378,6 +418,54 @@ def export(ctx: click.Context, fmt: str, out: Path | None, model_version: str | 
         count = write_json(rows, stream) if fmt == "json" else write_csv(rows, EXPORT_FIELDS, stream)
     if out is not None:
         click.echo(f"wrote {count} tracks to {out}", err=True)
+
+
+def _write_page(out: Path, page: str) -> None:
+    """Write an HTML page atomically (a reader never sees half of it) and say where."""
+    with click.open_file(str(out), "w", encoding="utf-8", atomic=True) as stream:
+        stream.write(page)
+    click.echo(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB)", err=True)
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
+@click.option("--model-version", help="Report predictions of this model [default: each track's current one].")
+@click.option("--folders", "top_folders", type=click.IntRange(1), default=15, show_default=True, help="Largest top-level folders shown per root.")
+@click.pass_context
+def report(ctx: click.Context, out: Path, model_version: str | None, top_folders: int) -> None:
+    """Write the library as one self-contained HTML page: genres, confidence, folders, tags, failures, scans, model."""
+    from genretag.db import session_factory
+    from genretag.bundle import BundleError, read_meta
+    from genretag.report.library import build
+
+    settings = settings_of(ctx)
+    try:
+        meta = read_meta(settings.model_path)
+    except BundleError as exc:
+        click.echo(f"model card left out: {exc}", err=True)
+        meta = None
+    with session_factory(settings.database_url)() as session:
+        page = build(session, meta, model_version, top_folders)
+    _write_page(out, page)
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
+@click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
+@click.option("--per-genre", type=click.IntRange(1), default=5, show_default=True, help="Clips per genre in the MFCC statistics.")
+@click.pass_context
+def explore(ctx: click.Context, data: Path, out: Path, splits: Path | None, per_genre: int) -> None:
+    """Write the training data as one HTML page: balance per split, examples, MFCC per genre, clip facts."""
+    from genretag.report.explore import build
+    from genretag.training.datasets import DatasetError, discover
+
+    try:
+        dataset = discover(data, splits)
+    except DatasetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
+    page = build(dataset, settings_of(ctx).cache_dir, per_genre)
+    _write_page(out, page)
 
 
 def main() -> None:

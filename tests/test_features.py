@@ -10,7 +10,7 @@ import pytest
 from genretag import features
 from genretag import audio
 from genretag.features import FEATURES, MfccParams
-from genretag.model import GENRES
+from genretag.bundle import GENRES
 
 SR = FEATURES.sr
 SEG = FEATURES.segment_samples

@@ -56,23 +56,20 @@ class Track(Base):
     tag_album_artist: Mapped[str | None] = mapped_column(Text)
     tag_album: Mapped[str | None] = mapped_column(Text)
     tag_title: Mapped[str | None] = mapped_column(Text)
-    # The prediction of the model that last classified the track: aggregates read it without a join.
-    current_prediction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("predictions.id", ondelete="SET NULL", name="fk_tracks_current_prediction", use_alter=True)
-    )
+    # The prediction written last (store.record_prediction), so aggregates join one prediction per track.
+    # No foreign key (see migration 0004): predictions are deleted only with their track.
+    current_prediction_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     predictions: Mapped[list[Prediction]] = relationship(
-        back_populates="track", cascade="all, delete-orphan", passive_deletes=True,
-        foreign_keys="Prediction.track_id",
+        back_populates="track", cascade="all, delete-orphan", passive_deletes=True
     )
 
     __table_args__ = (
-        Index("ix_tracks_status", "status"),
         Index("ix_tracks_queued", "queued_scan_id", "status"),
         Index("ix_tracks_tag_genre", "tag_genre"),
-        Index("ix_tracks_current_prediction", "current_prediction_id"),
+        Index("ix_tracks_status_current", "status", "current_prediction_id"),  # also serves status alone
     )
 
     def __repr__(self) -> str:
@@ -97,7 +94,7 @@ class Prediction(Base):
     segment_mode: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    track: Mapped[Track] = relationship(back_populates="predictions", foreign_keys=[track_id])
+    track: Mapped[Track] = relationship(back_populates="predictions")
 
     __table_args__ = (
         UniqueConstraint("track_id", "model_version", name="uq_predictions_track_model"),
@@ -105,6 +102,9 @@ class Prediction(Base):
         Index("ix_predictions_confidence", "confidence"),
         Index("ix_predictions_model_version", "model_version"),
         Index("ix_predictions_uncertain", "uncertain"),
+        # What the aggregates read of the current prediction: they merge-join it with ix_tracks_status_current,
+        # both index-only, instead of reading the wide rows (probabilities, votes).
+        Index("ix_predictions_current", "id", "genre", "confidence", "uncertain", "model_version"),
     )
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from genretag.db.models import Prediction, ScanRun, Track, TrackStatus
 
@@ -172,21 +172,15 @@ def path_condition(column: ColumnElement[str], pattern: str) -> ColumnElement[bo
 
 
 def _with_prediction(stmt: Select, model_version: str | None) -> Select:
-    """Outer-join each track to its prediction by ``model_version``, or to its latest one."""
+    """Outer-join each track to its prediction by ``model_version``, or to its current one.
+
+    The current prediction is the one ``store.record_prediction`` wrote last (``tracks.current_prediction_id``).
+    """
     if model_version is not None:
         return stmt.outerjoin(
             Prediction, and_(Prediction.track_id == Track.id, Prediction.model_version == model_version)
         )
-    newer = aliased(Prediction)
-    latest_id = (
-        select(newer.id)
-        .where(newer.track_id == Track.id)
-        .order_by(newer.created_at.desc(), newer.id.desc())
-        .limit(1)
-        .correlate(Track)
-        .scalar_subquery()
-    )
-    return stmt.outerjoin(Prediction, Prediction.id == latest_id)
+    return stmt.outerjoin(Prediction, Prediction.id == Track.current_prediction_id)
 
 
 # --- listing -----------------------------------------------------------------------------------
@@ -279,22 +273,31 @@ def confidence_bucket(column: ColumnElement[float], edges: tuple[float, ...] = C
     return case(*((column < edge, i) for i, edge in enumerate(inner)), else_=len(inner))
 
 
+def done_predictions(model_version: str | None) -> Select:
+    """Done tracks joined to their prediction (``model_version``'s, or the current one): the base of every aggregate."""
+    return _with_prediction(select().select_from(Track), model_version).where(
+        Track.status == TrackStatus.done.value, Prediction.id.is_not(None)
+    )
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    """Tracks per status (an index-only scan of ``ix_tracks_status_current``)."""
+    return dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).tuples().all())
+
+
 def library_stats(
     session: Session, model_version: str | None = None, top_failures: int = 10, last_scans: int = 5
 ) -> LibraryStats:
-    by_status = dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).tuples().all())
-    done = _with_prediction(select(Track.id).select_from(Track), model_version).where(
-        Track.status == TrackStatus.done.value, Prediction.id.is_not(None)
-    )
-    tagged = done.add_columns(
-        Prediction.genre.label("genre"), confidence_bucket(Prediction.confidence).label("bucket")
-    ).subquery()
-    by_genre = dict(
-        session.execute(
-            select(tagged.c.genre, func.count()).group_by(tagged.c.genre).order_by(func.count().desc(), tagged.c.genre)
-        ).tuples().all()
-    )
-    per_bucket = dict(session.execute(select(tagged.c.bucket, func.count()).group_by(tagged.c.bucket)).tuples().all())
+    by_status = status_counts(session)
+    bucket = confidence_bucket(Prediction.confidence).label("bucket")
+    by_genre: dict[str, int] = {}
+    per_bucket: dict[int, int] = {}
+    for genre, i, n in session.execute(  # one pass over the done tracks gives both tallies
+        done_predictions(model_version).add_columns(Prediction.genre, bucket, func.count()).group_by(Prediction.genre, bucket)
+    ):
+        by_genre[genre] = by_genre.get(genre, 0) + n
+        per_bucket[i] = per_bucket.get(i, 0) + n
+    by_genre = dict(sorted(by_genre.items(), key=lambda kv: (-kv[1], kv[0])))
     buckets = [
         Bucket(low, high, per_bucket.get(i, 0))
         for i, (low, high) in enumerate(zip(CONFIDENCE_EDGES, CONFIDENCE_EDGES[1:]))

@@ -47,7 +47,7 @@ def _dialect_insert(session: Session, table):
 
 
 def record_prediction(session: Session, track_id: int, result: TrackResult) -> None:
-    """Store ``result`` as the track's prediction for its model version and mark the track done."""
+    """Store ``result`` as the track's prediction for its model version, make it the track's current one, mark it done."""
     values = {
         "track_id": track_id,
         "model_version": result.model_version,
@@ -65,11 +65,12 @@ def record_prediction(session: Session, track_id: int, result: TrackResult) -> N
         index_elements=[Prediction.track_id, Prediction.model_version],
         set_={k: stmt.excluded[k] for k in values if k not in ("track_id", "model_version")},
     )
-    session.execute(stmt)
+    prediction_id = session.execute(stmt.returning(Prediction.id)).scalar_one()
     session.execute(
         update(Track)
         .where(Track.id == track_id)
-        .values(status=DONE, error=None, duration=result.duration, format=result.format, updated_at=utcnow())
+        .values(status=DONE, error=None, duration=result.duration, format=result.format,
+                current_prediction_id=prediction_id, updated_at=utcnow())
     )
 
 

@@ -8,7 +8,7 @@ reported beside it. Excerpts are never evaluated: a 3-second piece is no track.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,19 @@ REPORT_NAME = "evaluation.json"
 CONFUSION_NAME = "confusion.png"
 
 
-def predict_tracks(bundle, tracks: Sequence[TrackFeatures], shifted: bool = False) -> list[np.ndarray]:
-    """Segment probabilities (n_segments, n_labels) of each track, in one pass through the predictor.
+def predict_tracks(
+    predict: Callable[[np.ndarray], np.ndarray], tracks: Sequence[TrackFeatures], shifted: bool = False
+) -> list[np.ndarray]:
+    """Segment probabilities (n_segments, n_labels) of each track, in one call of ``predict``.
 
-    With ``shifted``, the half-segment-shifted segments vote too (twice the votes, overlapping).
+    ``predict`` is a bundle's LiteRT predictor (``genretag evaluate``: the figures are those of what
+    ships) or a Keras one (cross-validation folds). With ``shifted``, the half-segment-shifted
+    segments vote too (twice the votes, overlapping).
     """
-    from genretag.model import Predictor
-
     if not tracks:
         return []
     views = [t.views(shifted) for t in tracks]
-    probs = Predictor(bundle)(np.concatenate(views))
+    probs = predict(np.concatenate(views))
     bounds = np.cumsum([0] + [len(v) for v in views])
     return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 

@@ -1,32 +1,16 @@
-"""CNN builders, the model bundle (one versioned file), and a compiled predictor.
+"""The Keras networks: builders by architecture name, ensembles, and a compiled forward pass for training.
 
-A bundle is a zip holding ``meta.json`` (labels, feature parameters, normalisation, version,
-architecture, training summary, metrics) and ``model.weights.h5``. Loading rebuilds the named
-architecture and loads the weights, then checks the feature parameters against this code's, so a
-model can never be fed features it was not trained on.
+Inference never runs these: a saved bundle carries the LiteRT export (:mod:`genretag.training.export`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genretag.features import FEATURES, FeatureParams, params_of
-
-BUNDLE_FORMAT = 1
-GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
-
-
-class BundleError(Exception):
-    """A model file is unreadable or does not match this code."""
+from genretag.bundle import Bundle, BundleError
 
 
 def configure_tensorflow(threads: int) -> None:
@@ -38,9 +22,6 @@ def configure_tensorflow(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
     except RuntimeError:  # already initialised in this process: keep what it has
         pass
-
-
-# --- architectures -------------------------------------------------------------------------------
 
 
 def build_seed(input_shape: tuple[int, int], n_classes: int, name: str = "seed") -> Any:
@@ -109,7 +90,7 @@ def members(architecture: str) -> list[str]:
 def build(architecture: str, input_shape: tuple[int, int], n_classes: int) -> Any:
     """The named network; an ensemble is one Keras model that averages its members' outputs.
 
-    Being one model, an ensemble needs one forward pass per batch and saves as one weights file,
+    Being one model, an ensemble needs one forward pass per batch and exports as one network,
     so the predictor and the bundle treat it like any single network.
     """
     names = members(architecture)
@@ -134,111 +115,25 @@ def ensemble_of(nets: list[Any], architecture: str, input_shape: tuple[int, int]
     return model
 
 
-# --- the bundle ----------------------------------------------------------------------------------
-
-
-@dataclass
-class ModelBundle:
-    """A trained model with everything needed to use it."""
-
-    model: Any  # keras.Model
-    architecture: str
-    version: str
-    labels: tuple[str, ...] = GENRES
-    features: FeatureParams = FEATURES
-    mean: np.ndarray = field(default_factory=lambda: np.zeros(FEATURES.shape[-1], np.float32))  # per coefficient
-    std: np.ndarray = field(default_factory=lambda: np.ones(FEATURES.shape[-1], np.float32))
-    training: dict[str, Any] = field(default_factory=dict)  # data summary, settings, history
-    metrics: dict[str, Any] = field(default_factory=dict)  # evaluation figures
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "format": BUNDLE_FORMAT,
-            "architecture": self.architecture,
-            "version": self.version,
-            "labels": list(self.labels),
-            "features": self.features.to_dict(),
-            "normalisation": {"mean": self.mean.tolist(), "std": self.std.tolist()},
-            "training": self.training,
-            "metrics": self.metrics,
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the bundle to ``path`` atomically (a temporary file, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            weights = Path(tmp) / "model.weights.h5"
-            self.model.save_weights(weights)
-            partial = path.with_name(path.name + ".partial")
-            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr("meta.json", json.dumps(self.meta(), indent=2, sort_keys=True))
-                zf.write(weights, "model.weights.h5")
-            os.replace(partial, path)
-        return path
-
-    def normalise(self, features: np.ndarray) -> np.ndarray:
-        """(n, frames, n_mfcc) to the standardised (n, frames, n_mfcc, 1) the network takes."""
-        x = (features - self.mean) / self.std
-        return x[..., None].astype(np.float32, copy=False)
-
-
-def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The metadata of a bundle, without loading TensorFlow."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return json.loads(zf.read("meta.json"))
-    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path}: not a genretag model bundle ({exc})") from None
-
-
-def load_bundle(path: str | os.PathLike[str], expected: FeatureParams = FEATURES) -> ModelBundle:
-    """Load a bundle, refusing one whose feature parameters differ from ``expected``."""
-    meta = read_meta(path)
-    if meta.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: bundle format {meta.get('format')!r}, this code reads {BUNDLE_FORMAT}")
-    stored = meta["features"]
-    if stored != expected.to_dict():
-        diff = {k: (stored.get(k), v) for k, v in expected.to_dict().items() if stored.get(k) != v}
-        raise BundleError(f"{path}: feature parameters differ from this code's (stored, expected): {diff}")
-    params = params_of(stored)
-    model = build(meta["architecture"], params.shape, len(meta["labels"]))
-    with zipfile.ZipFile(path) as zf, tempfile.TemporaryDirectory() as tmp:
-        zf.extract("model.weights.h5", tmp)
-        model.load_weights(Path(tmp) / "model.weights.h5")
-    norm = meta["normalisation"]
-    return ModelBundle(
-        model=model,
-        architecture=meta["architecture"],
-        version=meta["version"],
-        labels=tuple(meta["labels"]),
-        features=params,
-        mean=np.asarray(norm["mean"], np.float32),
-        std=np.asarray(norm["std"], np.float32),
-        training=meta.get("training", {}),
-        metrics=meta.get("metrics", {}),
-    )
-
-
-class Predictor:
-    """Segment probabilities through one compiled forward pass per batch (never ``model.predict``).
+class KerasPredictor:
+    """Segment probabilities of an in-memory Keras network (cross-validation folds, export checks).
 
     ``model(x, training=False)`` inside a ``tf.function`` with a fixed input signature traces
     once, so repeated calls neither retrace nor grow memory the way ``predict`` in a loop does.
     """
 
-    def __init__(self, bundle: ModelBundle, batch_size: int = 512) -> None:
+    def __init__(self, model: Any, bundle: Bundle, batch_size: int = 512) -> None:
         import tensorflow as tf
 
         self.bundle = bundle
         self.batch_size = batch_size
         spec = tf.TensorSpec((None, *bundle.features.shape, 1), tf.float32)
-        self._forward = tf.function(lambda x: bundle.model(x, training=False), input_signature=[spec])
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
-    def __call__(self, features: np.ndarray) -> np.ndarray:
+    def __call__(self, maps: np.ndarray) -> np.ndarray:
         """(n, frames, n_mfcc) MFCC maps to (n, n_labels) probabilities."""
-        if len(features) == 0:
+        if len(maps) == 0:
             return np.zeros((0, len(self.bundle.labels)), np.float32)
-        x = self.bundle.normalise(features)
+        x = self.bundle.normalise(maps)
         parts = [self._forward(x[i: i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)]
         return np.concatenate(parts)
