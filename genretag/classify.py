@@ -177,7 +177,7 @@ def prepare(
             if after is None:
                 raise
             windows, final = np.zeros((0, params.segment_samples), np.float32), True  # cut short: vote with what decoded
-        maps = features.features_of_segments(windows, params)
+        maps = features.of_segments(windows, params)
         earlier = after.probabilities if after else None
         track = PreparedTrack(os.fspath(path), info, "spread", maps, stage, final, earlier)
     if track.final and len(maps) == 0 and (track.earlier is None or len(track.earlier) == 0):

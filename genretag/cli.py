@@ -9,11 +9,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from genretag.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from genretag.db.queries import LibraryLabels
+    from genretag.genremap import GenreMap
 
 
 class _Commands(click.Group):
@@ -178,6 +184,16 @@ def require_tensorflow() -> None:
                                    "pip install 'genretag[train]'") from None
 
 
+def _tag_map(settings: Settings) -> GenreMap:
+    """The mapping table of genre tags (default, plus ``GENRETAG_TAG_MAP``); a bad user file is a usage error."""
+    from genretag.genremap import GenreMapError, load_map
+
+    try:
+        return load_map(settings.tag_map)
+    except GenreMapError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts: bool = True):
     """Discover a GTZAN folder and load the MFCC maps of its clips (cached), with a progress bar."""
     from genretag.training.datasets import discover, load_features
@@ -189,13 +205,27 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
     return dataset, [t for t in loaded if not t.clip.excerpt], [t for t in loaded if t.clip.excerpt]
 
 
+def training_source(from_library_help: str) -> Callable[[Callable], Callable]:
+    """The options that choose the training data, GTZAN (--data) or the library's tags: shared by train and explore."""
+    options = [
+        click.argument("roots", nargs=-1, type=click.Path(file_okay=False)),
+        click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout)."),
+        click.option("--from-library", is_flag=True, help=from_library_help),
+        click.option("--mapped", is_flag=True, help="With --from-library: labels are the 10 genres the tags map to, not the tags themselves."),
+        click.option("--min-tracks", type=click.IntRange(1), default=5, show_default=True, help="With --from-library: a label needs this many tracks."),
+        click.option("--valid-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="With --from-library: share of each label's tracks held out, as whole artists (else albums)."),
+    ]
+
+    def apply(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @cli.command()
-@click.argument("roots", nargs=-1, type=click.Path(file_okay=False))
-@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
-@click.option("--from-library", is_flag=True, help="Train on the library's own genre tags (tracks under ROOT..., or all) instead of GTZAN.")
-@click.option("--mapped", is_flag=True, help="With --from-library: labels are the 10 genres the tags map to, not the tags themselves.")
-@click.option("--min-tracks", type=click.IntRange(1), default=5, show_default=True, help="With --from-library: a label needs this many tracks.")
-@click.option("--valid-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="With --from-library: share of each label's tracks held out, as whole artists (else albums).")
+@training_source("Train on the library's own genre tags (tracks under ROOT..., or all) instead of GTZAN.")
 @click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.training.networks.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
 @click.option("--recipe", "recipe_name", type=click.Choice(["seed", "ours"]), default="seed", show_default=True, help="Training settings to start from (genretag.training.train.RECIPES); options below override them.")
 @click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
@@ -301,20 +331,22 @@ def _train_pretrained(data: Path, splits: Path | None, settings: Settings, folds
         report.write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def _train_from_library(settings: Settings, roots: tuple[str, ...], mapped: bool, min_tracks: int,
-                        valid_fraction: float, config, out: Path | None) -> None:
-    """Labels from the database (a session opened and closed here), then training on plain rows."""
+def _library_rows(settings: Settings, roots: tuple[str, ...], mapped: bool, min_tracks: int) -> LibraryLabels:
+    """The library's labelled tracks under ``roots`` (a session opened and closed here): plain rows."""
     from genretag.db import session_factory
     from genretag.db.queries import library_labels
-    from genretag.genremap import GenreMapError, load_map
+
+    genre_map = _tag_map(settings) if mapped else None
+    with session_factory(settings.database_url)() as session:
+        return library_labels(session, [os.path.realpath(r) for r in roots], min_tracks, genre_map)
+
+
+def _train_from_library(settings: Settings, roots: tuple[str, ...], mapped: bool, min_tracks: int,
+                        valid_fraction: float, config, out: Path | None) -> None:
+    """Labels from the database (:func:`_library_rows`), then training on plain rows."""
     from genretag.training.library import LibraryTrainingError, load_library, train_library
 
-    try:
-        genre_map = load_map(settings.tag_map) if mapped else None
-    except GenreMapError as exc:
-        raise click.ClickException(str(exc)) from None
-    with session_factory(settings.database_url)() as session:
-        found = library_labels(session, [os.path.realpath(r) for r in roots], min_tracks, genre_map)
+    found = _library_rows(settings, roots, mapped, min_tracks)
     counts: dict[str, int] = {}
     for row in found.rows:
         counts[row.label] = counts.get(row.label, 0) + 1
@@ -368,7 +400,7 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
     dataset = discover(data, splits)
     sides, how = dataset_sides(dataset)
     clips = [c for c in dataset.clips if split == "all" or sides.get(c.track_id) == split]
-    with click.progressbar(clips, label=f"MFCC of {len(clips)} {split} clips", file=sys.stderr) as bar:
+    with click.progressbar(clips, label=f"{bundle.features.kind} features of {len(clips)} {split} clips", file=sys.stderr) as bar:
         loaded = load_features(bar, settings_of(click.get_current_context()).cache_dir, bundle.features)
         tracks = select_tracks(loaded, sides, split)
     if not tracks:
@@ -528,14 +560,10 @@ def stats(ctx: click.Context, model_version: str | None, top_failures: int, last
     from genretag.db.queries import library_stats
     from genretag.formats import stats_text
 
-    from genretag.genremap import GenreMapError, load_map
     from genretag.bundle import BundleError, read_meta
 
     settings = settings_of(ctx)
-    try:
-        genre_map = load_map(settings.tag_map)
-    except GenreMapError as exc:
-        raise click.ClickException(str(exc)) from None
+    genre_map = _tag_map(settings)
     try:  # the model in use: its labels match the tags that spell them, predicted or not
         labels = read_meta(settings.model_path).get("labels", [])
     except BundleError:
@@ -588,19 +616,39 @@ def report(ctx: click.Context, out: Path, model_version: str | None, top_folders
     except BundleError as exc:
         click.echo(f"model card left out: {exc}", err=True)
         meta = None
+    genre_map = _tag_map(settings)  # the tags are measured as `stats` measures them
     with session_factory(settings.database_url)() as session:
-        page = build(session, meta, model_version, top_folders)
+        page = build(session, meta, model_version, top_folders, genre_map)
     _write_page(out, page)
 
 
 @cli.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@training_source("Explore the library's own genre tags (tracks under ROOT..., or all) as train --from-library "
+                 "would train on them, instead of GTZAN.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
 @click.option("--per-genre", type=click.IntRange(1), default=5, show_default=True, help="Clips per genre in the MFCC statistics.")
 @click.pass_context
-def explore(ctx: click.Context, data: Path, out: Path, splits: Path | None, per_genre: int) -> None:
-    """Write the training data as one HTML page: balance per split, examples, MFCC per genre, clip facts."""
+def explore(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_library: bool, mapped: bool,
+            min_tracks: int, valid_fraction: float, out: Path, splits: Path | None, per_genre: int) -> None:
+    """Write the training data as one HTML page: balance per split, examples, MFCC per genre, clip facts.
+
+    With --from-library, the library's own tagged tracks under ROOT... instead of a GTZAN folder.
+    """
+    settings = settings_of(ctx)
+    if from_library:
+        if data or splits:
+            raise click.UsageError("--from-library explores the library's tags: no --data, no --splits")
+        from genretag.report.explore import build_library
+
+        rows = _library_rows(settings, roots, mapped, min_tracks).rows
+        if not rows:
+            raise click.ClickException(f"no tagged track under {', '.join(roots) or 'the library'} has a label "
+                                       f"with {min_tracks} tracks or more")
+        _write_page(out, build_library(rows, settings.cache_dir, per_genre, valid_fraction))
+        return
+    if data is None or roots:
+        raise click.UsageError("give --data GTZAN_FOLDER, or --from-library [ROOT...]")
     from genretag.report.explore import build
     from genretag.training.datasets import DatasetError, discover
 
@@ -608,8 +656,7 @@ def explore(ctx: click.Context, data: Path, out: Path, splits: Path | None, per_
         dataset = discover(data, splits)
     except DatasetError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
-    page = build(dataset, settings_of(ctx).cache_dir, per_genre)
-    _write_page(out, page)
+    _write_page(out, build(dataset, settings.cache_dir, per_genre))
 
 
 def main() -> None:

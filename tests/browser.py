@@ -38,3 +38,12 @@ def assert_not_blank(shot: Path) -> None:
     image = Image.open(shot).convert("L")
     assert image.size[0] >= 1000
     assert ImageStat.Stat(image).stddev[0] > 20, "the screenshot is (nearly) one colour"
+
+
+def rendered_sections(page: Path, tmp: Path, height: int, sections: tuple[str, ...]) -> str:
+    """The DOM of ``page`` in Chromium, after checking its screenshot is not blank and each section has a heading."""
+    shot, dom = render(page, tmp, height)
+    assert_not_blank(shot)
+    for anchor in sections:
+        assert re.search(rf'<section id="{anchor}"><h2>[^<]+</h2>', dom), anchor
+    return dom

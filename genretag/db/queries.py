@@ -481,6 +481,7 @@ class Agreement:
     uncertain_tracks: int
     uncertain_agree: int
     unmapped: int  # done tracks whose genre tag maps to none of the labels
+    unmapped_spellings: list[tuple[str, int]]  # the most common unmapped tag texts, (tag, tracks)
 
     @property
     def rate(self) -> float | None:
@@ -491,7 +492,7 @@ class Agreement:
             "tracks": self.tracks, "agree": self.agree, "rate": self.rate, "per_genre": self.per_genre,
             "confusion": self.confusion,
             "uncertain": {"tracks": self.uncertain_tracks, "agree": self.uncertain_agree},
-            "unmapped_tags": self.unmapped,
+            "unmapped_tags": self.unmapped, "unmapped_spellings": self.unmapped_spellings,
         }
 
 
@@ -511,14 +512,16 @@ def tag_target(tag: str, labels: dict[str, str], genre_map: GenreMap) -> str | N
 
 
 def tag_agreement(
-    session: Session, model_version: str | None = None, genre_map: GenreMap | None = None, labels: Sequence[str] = ()
+    session: Session, model_version: str | None = None, genre_map: GenreMap | None = None, labels: Sequence[str] = (),
+    top_unmapped: int = 15,
 ) -> Agreement:
     """:class:`Agreement` from one GROUP BY over (tag, predicted genre, uncertain): a few rows per tag spelling.
 
     Which prediction: ``model_version``'s, or each track's latest. Tags are mapped after the
     aggregate (:func:`tag_target`), so the mapping table stays in Python and the library in SQL.
     A tag spelling a label counts as that label: the labels predicted, and ``labels`` (the model's
-    own, so a label no track was given still matches its tags).
+    own, so a label no track was given still matches its tags). The ``top_unmapped`` commonest
+    unmapped tag texts are kept: they show what the mapping table misses.
     """
     genre_map = genre_map or load_map()
     n = func.count().label("n")
@@ -534,10 +537,12 @@ def tag_agreement(
     tracks = agree = uncertain_tracks = uncertain_agree = unmapped = 0
     per_genre: dict[str, dict[str, Any]] = {}
     confusion: dict[str, dict[str, int]] = {}
+    unmapped_spellings: Counter[str] = Counter()
     for tag, predicted, uncertain, count in groups:
         target = tag_target(tag, known, genre_map)
         if target is None:
             unmapped += count
+            unmapped_spellings[tag] += count
             continue
         hit = predicted == target
         if uncertain:
@@ -558,6 +563,7 @@ def tag_agreement(
         tracks=tracks, agree=agree, per_genre={g: per_genre[g] for g in order},
         confusion={g: dict(sorted(confusion[g].items())) for g in order},
         uncertain_tracks=uncertain_tracks, uncertain_agree=uncertain_agree, unmapped=unmapped,
+        unmapped_spellings=sorted(unmapped_spellings.items(), key=lambda kv: (-kv[1], kv[0]))[:top_unmapped],
     )
 
 

@@ -2,11 +2,11 @@
 
 Nothing here reads one row per track into Python: every query returns at most a few hundred
 aggregate rows (genre x confidence bin, top folders x genre, top failure reasons, the last scans).
+The tag agreement is the db layer's (:func:`genretag.db.queries.tag_agreement`), shared with ``stats``.
 """
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -51,16 +51,6 @@ class FolderTable:
     folders: int  # distinct top-level folders holding done tracks
     tracks: int
     top: list[tuple[str, int, dict[str, int]]]  # (folder, tracks, genre -> tracks), largest first
-
-
-@dataclass(frozen=True)
-class TagAgreement:
-    """Predicted genre against the file's own genre tag, compared case- and punctuation-blind."""
-
-    tagged: int  # done tracks with a genre tag
-    agree: int
-    per_genre: dict[str, tuple[int, int]]  # predicted genre -> (tagged, agree)
-    disagreements: list[tuple[str, str, int]]  # (tag text, predicted genre, tracks), most common first
 
 
 @dataclass(frozen=True)
@@ -166,41 +156,6 @@ def folder_table(session: Session, root: str, model_version: str | None, top: in
         mix[name][genre] = n
     return FolderTable(root, largest[0].folders, int(largest[0].tracks),
                        [(row.folder, row.size, mix[row.folder]) for row in largest])
-
-
-def normalised_tag(column: ColumnElement[str]) -> ColumnElement[str]:
-    """A genre tag as a label would be spelt: lower case, without spaces or hyphens ("Hip-Hop" -> "hiphop")."""
-    return func.replace(func.replace(func.lower(func.trim(column)), " ", ""), "-", "")
-
-
-def tag_agreement(session: Session, model_version: str | None, top: int = 15) -> TagAgreement:
-    """How often the prediction matches the file's genre tag (hook: the tags issue's own comparison may replace this).
-
-    One pass groups the tagged done tracks by (tag text, predicted genre); there are as many rows as
-    distinct pairs, which the per-genre tallies and the top disagreements are summed from.
-    """
-    agree = (normalised_tag(Track.tag_genre) == Prediction.genre).label("agree")
-    rows = session.execute(
-        done_predictions(model_version).add_columns(Track.tag_genre, Prediction.genre, agree, func.count())
-        .where(Track.tag_genre.is_not(None), func.trim(Track.tag_genre) != "")
-        .group_by(Track.tag_genre, Prediction.genre, agree)
-    )
-    per_genre: dict[str, tuple[int, int]] = {}
-    disagreements: list[tuple[int, str, str]] = []  # a heap of the ``top`` largest (tracks, tag, genre)
-    for tag, genre, same, n in rows:
-        total, matched = per_genre.get(genre, (0, 0))
-        per_genre[genre] = (total + n, matched + (n if same else 0))
-        if not same:
-            heapq.heappush(disagreements, (n, tag, genre))
-            if len(disagreements) > top:
-                heapq.heappop(disagreements)
-    ranked = sorted(disagreements, key=lambda d: (-d[0], d[1], d[2]))
-    return TagAgreement(
-        tagged=sum(t for t, _ in per_genre.values()),
-        agree=sum(a for _, a in per_genre.values()),
-        per_genre=dict(sorted(per_genre.items())),
-        disagreements=[(tag, genre, n) for n, tag, genre in ranked],
-    )
 
 
 def failure_reasons(session: Session, top: int = 10, examples: int = 3) -> list[FailureReason]:

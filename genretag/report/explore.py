@@ -2,7 +2,8 @@
 
 Class balance per split, per genre an example clip's waveform, mel spectrogram and MFCC map (the
 model's own input, from :mod:`genretag.features`), the MFCC mean and spread per genre over a few
-clips, and the clip lengths and sample rates found (read from the file headers).
+clips, and the clip lengths and sample rates found (read from the file headers). On a library
+(``--from-library``) the clips are its tagged tracks, labelled and split as ``train --from-library`` would.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from genretag import audio, features
 from genretag.report.html import Section, figure, number, page, paragraph, plain, section, table
 from genretag.training.datasets import Clip, Dataset, load_features
+from genretag.training.library import LabelledTrack, group_sides, library_clips
 from genretag.training.splits import dataset_sides
 
 SECTIONS = ("balance", "examples", "mfcc", "clips")
@@ -24,21 +26,37 @@ SIDES = ("train", "valid", "test")
 
 def build(dataset: Dataset, cache_dir: Path | None, per_genre: int = 5) -> str:
     """The page for ``dataset``; ``per_genre`` clips of each genre go into the MFCC statistics."""
-    genres = sorted({c.genre for c in dataset.clips})
-    first = {g: [c for c in dataset.clips if c.genre == g][:per_genre] for g in genres}
-    sections = [
-        balance_section(dataset),
-        examples_section({g: clips[0] for g, clips in first.items() if clips}),
-        mfcc_section({g: load_features(clips, cache_dir) for g, clips in first.items()}),
-        clips_section([*dataset.clips, *dataset.excerpts]),
-    ]
-    return page("genretag training data", sections, f"{dataset.root} ({dataset.layout} layout).")
-
-
-def balance_section(dataset: Dataset) -> Section:
     sides, how = dataset_sides(dataset)
-    counts = Counter((c.genre, sides.get(c.track_id, "unlisted")) for c in dataset.clips)
-    excerpts = Counter(c.genre for c in dataset.excerpts)
+    return _page(list(dataset.clips), list(dataset.excerpts), sides, how, cache_dir, per_genre,
+                 "genretag training data", f"{dataset.root} ({dataset.layout} layout).")
+
+
+def build_library(rows: list[LabelledTrack], cache_dir: Path | None, per_genre: int = 5,
+                  valid_fraction: float = 0.2, seed: int = 0) -> str:
+    """The page for a library's tagged tracks (``queries.library_labels`` rows), split into whole artists."""
+    sides = group_sides(rows, valid_fraction, seed)
+    how = (f"by artist (else album), {valid_fraction:.0%} of each label's tracks held out as whole groups, "
+           "as train --from-library does")
+    return _page(library_clips(rows), [], sides, how, cache_dir, per_genre, "genretag library training data",
+                 f"{len(rows):,} tagged tracks of the library.")
+
+
+def _page(clips: list[Clip], excerpts: list[Clip], sides: dict[str, str], how: str, cache_dir: Path | None,
+          per_genre: int, title: str, intro: str) -> str:
+    genres = sorted({c.genre for c in clips})
+    first = {g: [c for c in clips if c.genre == g][:per_genre] for g in genres}
+    sections = [
+        balance_section(clips, excerpts, sides, how),
+        examples_section({g: group[0] for g, group in first.items() if group}),
+        mfcc_section({g: load_features(group, cache_dir) for g, group in first.items()}),
+        clips_section([*clips, *excerpts]),
+    ]
+    return page(title, sections, intro)
+
+
+def balance_section(clips: list[Clip], excerpts: list[Clip], sides: dict[str, str], how: str) -> Section:
+    counts = Counter((c.genre, sides.get(c.track_id, "unlisted")) for c in clips)
+    extra = Counter(c.genre for c in excerpts)
     genres = sorted({g for g, _ in counts})
     columns = [s for s in (*SIDES, "unlisted") if any(counts[g, s] for g in genres)]
     fig = Figure(figsize=(8, 3.2))
@@ -51,8 +69,8 @@ def balance_section(dataset: Dataset) -> Section:
     ax.set_ylabel("clips")
     ax.tick_params(axis="x", rotation=30)
     ax.legend(fontsize=8)
-    rows = [(g, *(number(counts[g, s]) for s in columns), number(excerpts[g])) for g in genres]
-    rows.append(("all", *(number(sum(counts[g, s] for g in genres)) for s in columns), number(sum(excerpts.values()))))
+    rows = [(g, *(number(counts[g, s]) for s in columns), number(extra[g])) for g in genres]
+    rows.append(("all", *(number(sum(counts[g, s] for g in genres)) for s in columns), number(sum(extra.values()))))
     return section("balance", "Class balance per split", paragraph(f"Splits: {how}."),
                    figure(fig, "clips per genre and split"),
                    table(["genre", *columns, "excerpts"], rows, numeric=tuple(range(1, len(columns) + 2))))

@@ -8,16 +8,23 @@ from typing import Any
 from matplotlib.figure import Figure
 from sqlalchemy.orm import Session
 
+from genretag.db.queries import Agreement, tag_agreement
+from genretag.genremap import GenreMap
 from genretag.report import aggregates as agg
 from genretag.report.html import Html, Section, esc, figure, number, page, paragraph, plain, section, share, table
 
 SECTIONS = ("summary", "genres", "confidence", "uncertain", "folders", "tags", "failures", "scans", "model")
 
 
-def build(session: Session, meta: dict[str, Any] | None, model_version: str | None = None, top_folders: int = 15) -> str:
-    """The report page for the library in ``session``; ``meta`` is the model bundle's metadata (or None)."""
+def build(session: Session, meta: dict[str, Any] | None, model_version: str | None = None, top_folders: int = 15,
+          genre_map: GenreMap | None = None) -> str:
+    """The report page for the library in ``session``; ``meta`` is the model bundle's metadata (or None).
+
+    ``genre_map`` maps the files' genre tags to labels, as ``genretag stats`` does (default: the built-in table).
+    """
+    labels = (meta or {}).get("labels", [])
     genres, by_model = agg.genre_figures(session, model_version)
-    colours = _colours([*(meta or {}).get("labels", ()), *(g.genre for g in genres)])
+    colours = _colours([*labels, *(g.genre for g in genres)])
     which = f"predictions of model {model_version}" if model_version else "each track's current prediction"
     sections = [
         summary_section(agg.summary(session, by_model)),
@@ -26,7 +33,7 @@ def build(session: Session, meta: dict[str, Any] | None, model_version: str | No
         uncertain_section(genres),
         folders_section([agg.folder_table(session, root, model_version, top_folders)
                          for root in agg.scanned_roots(session)], colours),
-        tags_section(agg.tag_agreement(session, model_version)),
+        tags_section(tag_agreement(session, model_version, genre_map, labels)),
         failures_section(agg.failure_reasons(session)),
         scans_section(agg.scan_history(session)),
         model_section(meta),
@@ -136,19 +143,35 @@ def folders_section(tables: list[agg.FolderTable], colours: dict[str, Any]) -> S
     return section("folders", "Genres by top-level folder", *parts)
 
 
-def tags_section(a: agg.TagAgreement) -> Section:
-    if not a.tagged:
-        return section("tags", "Agreement with the files' own tags",
-                       paragraph("No done track carries a genre tag of its own.", note=True))
-    head = paragraph(f"{a.tagged:,} done tracks carry a genre tag; the prediction matches it for {a.agree:,} "
-                     f"({a.agree / a.tagged:.1%}). Tags compare case-blind, without spaces or hyphens "
-                     "(\"Hip-Hop\" matches hiphop); a tag naming no genre of the model never matches.")
-    per = table(["predicted genre", "tagged tracks", "tag agrees"],
-                [(g, number(t), share(m, t)) for g, (t, m) in a.per_genre.items()], numeric=(1, 2))
-    pairs = table(["file's tag", "predicted", "tracks"], [(tag, g, number(n)) for tag, g, n in a.disagreements],
-                  numeric=(2,))
-    return section("tags", "Agreement with the files' own tags", head, per,
-                   paragraph("Most common disagreements:"), pairs)
+def tags_section(a: Agreement) -> Section:
+    title = "Agreement with the files' own tags"
+    if not (a.tracks or a.uncertain_tracks or a.unmapped):
+        return section("tags", title, paragraph("No done track carries a genre tag of its own.", note=True))
+    parts: list[Html] = []
+    if a.tracks:
+        parts.append(paragraph(
+            f"{a.tracks:,} done tracks carry a genre tag that maps to a label and were predicted with confidence; "
+            f"the prediction matches the tag's label for {a.agree:,} ({a.agree / a.tracks:.1%}). A tag counts as "
+            "a label of the model when it spells one (case and spacing aside), else as the genre the mapping table "
+            "(docs/tags.md, GENRETAG_TAG_MAP) gives it."))
+        parts.append(table(["tag's genre", "tagged tracks", "prediction agrees"],
+                           [(g, number(r["tracks"]), share(r["agree"], r["tracks"])) for g, r in a.per_genre.items()],
+                           numeric=(1, 2)))
+        pairs = sorted(((n, tag, predicted) for tag, row in a.confusion.items() for predicted, n in row.items()
+                        if predicted != tag), key=lambda d: (-d[0], d[1], d[2]))
+        if pairs:
+            parts.append(paragraph("Most common disagreements:"))
+            parts.append(table(["tag's genre", "predicted", "tracks"], [(t, p, number(n)) for n, t, p in pairs],
+                               numeric=(2,)))
+    if a.uncertain_tracks:
+        parts.append(paragraph(f"Counted apart: {a.uncertain_tracks:,} tagged tracks whose prediction is flagged "
+                               f"uncertain; of those it matches the tag for {a.uncertain_agree:,} "
+                               f"({share(a.uncertain_agree, a.uncertain_tracks)})."))
+    if a.unmapped:
+        parts.append(paragraph(f"{a.unmapped:,} done tracks carry a genre tag that maps to no label; the commonest:"))
+        parts.append(table(["file's tag", "tracks"], [(tag, number(n)) for tag, n in a.unmapped_spellings],
+                           numeric=(1,)))
+    return section("tags", title, *parts)
 
 
 def failures_section(reasons: list[agg.FailureReason]) -> Section:

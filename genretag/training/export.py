@@ -22,7 +22,7 @@ import click
 import numpy as np
 
 from genretag.bundle import KERAS_WEIGHTS, TFLITE, Bundle, BundleError, Predictor, read_meta
-from genretag.features import FeatureParams
+from genretag.features import params_of
 from genretag.training.networks import KerasPredictor, build
 
 EXPORT_TOLERANCE = 1e-5
@@ -83,8 +83,8 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     if meta.get("format") != 1:
         raise BundleError(f"{src}: bundle format {meta.get('format')!r}, not 1")
     try:
-        params = FeatureParams(**meta["features"])
-    except TypeError as exc:
+        params = params_of(meta["features"])
+    except (TypeError, KeyError) as exc:
         raise BundleError(f"{src}: feature parameters this code does not have ({exc})") from None
     with zipfile.ZipFile(src) as zf:
         bundle = Bundle.from_meta(meta, params, {KERAS_WEIGHTS: zf.read(KERAS_WEIGHTS)})

@@ -63,9 +63,14 @@ def group_sides(rows: Sequence[LabelledTrack], valid_fraction: float, seed: int)
     return sides
 
 
+def library_clips(rows: Sequence[LabelledTrack]) -> list[Clip]:
+    """Each row as a clip of its label, named by its path (the key :func:`group_sides` gives sides by)."""
+    return [Clip(row.path, row.label, Path(row.path)) for row in rows]
+
+
 def load_library(rows: Sequence[LabelledTrack], cache_dir: Path | None) -> list[TrackFeatures]:
     """The MFCC maps of each row's file (cached); unreadable or silent files are skipped with a warning."""
-    return load_features((Clip(row.path, row.label, Path(row.path)) for row in rows), cache_dir)
+    return load_features(library_clips(rows), cache_dir)
 
 
 @dataclass

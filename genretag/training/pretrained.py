@@ -80,7 +80,7 @@ def backbone_features(clips: Iterable[Clip], cache_dir: Path, backbone: Any | No
                 pooled = np.load(cached)
             else:
                 backbone = backbone or load_backbone()
-                maps = features.musicnn_logmel(_loud(audio.load(clip.path, MUSICNN.sr)), MUSICNN)
+                maps = features.extract(audio.load(clip.path, MUSICNN.sr), MUSICNN)
                 pooled = pooled_features(backbone, maps)
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 partial = cached.with_name(cached.stem + ".partial.npy")
@@ -94,11 +94,6 @@ def backbone_features(clips: Iterable[Clip], cache_dir: Path, backbone: Any | No
             continue
         out.append(TrackFeatures(clip, pooled, np.zeros((0, POOLED), np.float32)))
     return out
-
-
-def _loud(y: np.ndarray) -> np.ndarray:
-    segments = features.segment(y, MUSICNN)
-    return segments[features.loud_enough(segments, MUSICNN)]
 
 
 # --- the head --------------------------------------------------------------------------------------
