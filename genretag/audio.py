@@ -45,7 +45,9 @@ MAX_BAD_PACKETS = 100  # packets that fail to decode before a damaged file is cu
 READ_BLOCK_FRAMES = 1 << 16  # libsndfile frames per read, so a decoding error mid-file keeps the blocks before it
 CONTAINER_NAMES = {"mov,mp4,m4a,3gp,3g2,mj2": "MP4"}  # FFmpeg's demuxer names that say little to people
 
-av.logging.set_level(av.logging.WARNING)  # libav's messages reach Python (captured per call, see _libav_messages)
+av.logging.set_level(av.logging.WARNING)  # libav's messages reach Python: captured while a file is open (_opened)
+logging.getLogger("libav").addHandler(logging.NullHandler())  # any other one is dropped, never printed on stderr
+logging.getLogger("libav").propagate = False
 
 
 class AudioError(Exception):
@@ -248,7 +250,7 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[_Source | _SfSource]:
     libav's messages while it is open are logged at debug level with the file name.
     """
     name = os.fspath(path)
-    with av.logging.Capture() as messages:
+    with av.logging.Capture(local=False) as messages:  # also what FFmpeg's own threads say
         try:
             container = av.open(name, metadata_errors="ignore")
             audio = container.streams.audio

@@ -29,13 +29,14 @@ FORMATS: dict[str, tuple[str, str, str, dict[str, str], int]] = {
 }
 
 
-def encode(y: np.ndarray, sr: int, path: Path, fmt: str, bit_rate: int = 128_000) -> Path:
+def encode(y: np.ndarray, sr: int, path: Path, fmt: str, bit_rate: int = 128_000, **options: str) -> Path:
     """Write ``y`` (samples, channels) float32 at ``sr`` Hz to ``path`` as ``fmt`` (a key of FORMATS).
 
     The audio must already be at the format's rate (FORMATS[fmt][4]); PyAV only converts the
-    sample format and cuts it into the encoder's frame size.
+    sample format and cuts it into the encoder's frame size. ``options`` add encoder options.
     """
-    _, container, codec, options, rate = FORMATS[fmt]
+    _, container, codec, defaults, rate = FORMATS[fmt]
+    options = {**defaults, **options}
     assert sr == rate, f"{fmt} is encoded at {rate} Hz, got {sr}"
     y = np.ascontiguousarray(np.clip(y, -1.0, 1.0), dtype=np.float32)
     layout = "stereo" if y.shape[1] == 2 else "mono"
