@@ -384,9 +384,7 @@ def main() -> None:
                         "[default: GENRETAG_MODEL_PATH or the default bundle]; naive always runs the default MFCC CNN")
     args = parser.parse_args()
 
-    from genretag.config import get_settings
-
-    from genretag.config import PACKAGED_MODEL
+    from genretag.config import PACKAGED_MODEL, get_settings
 
     settings = get_settings().replace(workers=args.workers, model_path=args.model)
     paths = audio_files(args.library)[: args.limit or None]
