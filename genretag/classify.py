@@ -14,14 +14,16 @@ another stage, and :func:`prepare` takes that answer to decode the next one.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from genretag import audio, features
+from genretag import audio, descriptors, features, fusion
 from genretag.config import Settings
 from genretag.features import FEATURES, FeatureParams
 
@@ -37,6 +39,7 @@ class PreparedTrack:
     stage: int = 0
     final: bool = True  # no further stage: the vote is decided with what is here
     earlier: np.ndarray | None = None  # (n, n_labels) probabilities of the earlier stages' windows
+    descriptors: np.ndarray | None = None  # (n_columns,) of the audio the first stage heard; None: not asked for
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Unsettled:
     info: audio.AudioInfo
     stage: int
     probabilities: np.ndarray  # (n, n_labels) of every window decoded so far
+    descriptors: np.ndarray | None = None  # carried from the first stage
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,12 @@ class TrackResult:
 
     path: str
     genre: str
+    confidence: float  # calibrated probability of ``genre`` (fused with the descriptor network when the bundle has one)
+    uncertain: bool  # ``confidence`` below ``Settings.min_confidence``
+    runner_up: str | None  # the second genre when it is close (``Settings.runner_up_ratio``)
     vote_share: float  # fraction of segments that voted for ``genre``
-    mean_probability: float  # mean over segments of the probability of ``genre``
-    probabilities: dict[str, float]  # mean probability per genre, in label order
+    mean_probability: float  # mean over segments of the CNN's probability of ``genre``
+    probabilities: dict[str, float]  # calibrated probability per genre, in label order; sums to 1
     votes: dict[str, int]  # segments won per genre, in label order
     segments_used: int
     segment_mode: str
@@ -66,8 +73,12 @@ class TrackResult:
     model_version: str
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most probable genres with their mean probabilities."""
+        """The ``k`` most probable genres with their calibrated probabilities."""
         return sorted(self.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:k]
+
+    def label(self) -> str:
+        """``jazz``, or ``uncertain: jazz or classical`` (the runner-up only when close)."""
+        return fusion.Call(self.genre, self.confidence, self.uncertain, self.runner_up).label()
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "top": [{"genre": g, "probability": p} for g, p in self.top()]}
@@ -153,18 +164,32 @@ def settled(probabilities: np.ndarray, population: int, z: float) -> bool:
     return bool(lead.mean() > z * error)
 
 
+@functools.lru_cache(maxsize=4)
+def wants_descriptors(model_path: Path) -> bool:
+    """The bundle at ``model_path`` holds a descriptor network (read once per process from its meta)."""
+    from genretag.model import read_meta
+
+    return "descriptor" in read_meta(model_path)
+
+
 def prepare(
     path: str | os.PathLike[str], settings: Settings, params: FeatureParams = FEATURES, after: Unsettled | None = None
 ) -> PreparedTrack:
     """Decode what the vote needs next and compute its MFCC maps; raises :class:`audio.AudioError`.
 
-    Without ``after``, the first stage (or every segment); with it, the stage it asks for.
+    Without ``after``, the first stage (or every segment); with it, the stage it asks for. When the
+    model has a descriptor network, the first stage also computes the track's descriptors from the
+    audio it decoded (every segment, or the first stage's windows: 10 windows are 30 s, the length
+    of the GTZAN clips the network learnt from).
     """
     info = after.info if after else audio.probe(path)
     starts = plan_windows(info.duration, settings, params)
+    describe = after is None and wants_descriptors(settings.model_path)
     if starts is None:
-        maps = features.extract(audio.load(path, params.sr), params)
-        track = PreparedTrack(os.fspath(path), info, "all", maps)
+        y = audio.load(path, params.sr)
+        maps = features.extract(y, params)
+        row = descriptors.of_windows(y[None, :]) if describe and len(maps) else None
+        track = PreparedTrack(os.fspath(path), info, "all", maps, descriptors=row)
     else:
         stage = after.stage if after else 0
         ends = stage_ends(len(starts), settings)
@@ -178,7 +203,9 @@ def prepare(
             windows, final = np.zeros((0, params.segment_samples), np.float32), True  # cut short: vote with what decoded
         maps = features.features_of_segments(windows, params)
         earlier = after.probabilities if after else None
-        track = PreparedTrack(os.fspath(path), info, "spread", maps, stage, final, earlier)
+        loud = windows[features.loud_enough(windows, params)]
+        row = descriptors.of_windows(loud) if describe and len(loud) else (after.descriptors if after else None)
+        track = PreparedTrack(os.fspath(path), info, "spread", maps, stage, final, earlier, row)
     if track.final and len(maps) == 0 and (track.earlier is None or len(track.earlier) == 0):
         if info.duration < params.min_seconds:
             reason = f"too short: {info.duration:.2f} s of audio, at least {params.min_seconds:g} s needed"
@@ -215,6 +242,7 @@ class Classifier:
         self.bundle = bundle
         self.settings = settings
         self.predict = Predictor(bundle)
+        self.fuse = bundle.fusion()
 
     @classmethod
     def load(cls, settings: Settings) -> Classifier:
@@ -244,7 +272,7 @@ class Classifier:
             if track.final or settled(p, population, self.settings.vote_z):
                 out.append(self._result(track, p))
             else:
-                out.append(Unsettled(track.path, track.info, track.stage + 1, p))
+                out.append(Unsettled(track.path, track.info, track.stage + 1, p, track.descriptors))
         return out
 
     def classify(self, path: str | os.PathLike[str]) -> TrackResult:
@@ -257,15 +285,24 @@ class Classifier:
             after = outcome
 
     def _result(self, track: PreparedTrack, probs: np.ndarray) -> TrackResult:
+        """The CNN's vote, fused with the descriptor network's output when there is one, calibrated, then the call."""
         labels = self.bundle.labels
-        genre, votes, mean = vote(probs, labels)
+        _, votes, mean = vote(probs, labels)
+        part = self.bundle.descriptor
+        described = part.predict(track.descriptors[None, :])[0] if part and track.descriptors is not None else None
+        fused = self.fuse(np.array([mean[g] for g in labels]), described)[0]
+        decision = fusion.call(fused, labels, self.settings.min_confidence, self.settings.runner_up_ratio)
+        genre = decision.genre
         n = len(probs)
         return TrackResult(
             path=track.path,
             genre=genre,
+            confidence=decision.confidence,
+            uncertain=decision.uncertain,
+            runner_up=decision.runner_up,
             vote_share=votes[genre] / n,
             mean_probability=mean[genre],
-            probabilities=mean,
+            probabilities={g: float(p) for g, p in zip(labels, fused)},
             votes=votes,
             segments_used=n,
             segment_mode=track.segment_mode,

@@ -137,7 +137,11 @@ def worker(ctx: click.Context, loglevel: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.pass_context
 def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
-    """Print the genre of each FILE, its confidence, the top 3 and the segment votes."""
+    """Print the genre of each FILE, its confidence, the top 3 and the segment votes.
+
+    A call below GENRETAG_MIN_CONFIDENCE reads ``uncertain: jazz`` (``or classical`` when the
+    runner-up is close); the JSON carries ``uncertain``, ``runner_up`` and the calibrated probabilities.
+    """
     from genretag.audio import AudioError
     from genretag.classify import Classifier
 
@@ -159,7 +163,7 @@ def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None
         top = ", ".join(f"{g} {p:.2f}" for g, p in result.top(3))
         votes = " ".join(f"{g}:{n}" for g, n in result.votes.items() if n)
         click.echo(
-            f"{path}: {result.genre} (votes {result.vote_share:.0%}, mean p {result.mean_probability:.2f})\n"
+            f"{path}: {result.label()} (confidence {result.confidence:.2f}, votes {result.vote_share:.0%})\n"
             f"  top 3: {top}\n"
             f"  votes over {result.segments_used} {result.segment_mode} segments: {votes}"
         )
@@ -199,13 +203,20 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
 @click.option("--seed", type=int, help="Random seed.")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
+@click.option("--trials", type=click.IntRange(1), default=16, show_default=True, help="With --arch dense: settings tried by the random search (the seed's first).")
 @click.pass_context
 def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: int | None, out: Path | None,
-          report: Path | None, splits: Path | None, **overrides: object) -> None:
-    """Train a model on GTZAN (split by track), or cross-validate one with --folds."""
+          report: Path | None, splits: Path | None, trials: int, **overrides: object) -> None:
+    """Train a model on GTZAN (split by track), or cross-validate one with --folds.
+
+    ``--arch dense`` is the descriptor network: a random search over its settings, cross-validated
+    by track on the descriptor table's train+valid rows (`genretag fuse` puts the chosen one in a bundle).
+    """
     from genretag.model import BundleError, members
     from genretag.training.train import cross_validate, recipe, train_model
 
+    if arch == "dense":
+        return _search_dense(data, splits, folds or 5, trials, report, overrides["seed"] or 0, overrides["threads"])
     try:
         members(arch)
     except BundleError as exc:
@@ -235,6 +246,29 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
     path = result.bundle.save(out or Path(f"genretag-{arch}.genretag"))
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {result.bundle.version}, "
                f"{result.epochs_run} epochs (best {result.best_epoch})")
+
+
+def _search_dense(data: Path, splits: Path | None, folds: int, trials: int, report: Path | None, seed: int,
+                  threads: int) -> None:
+    """The descriptor network's random search, printed as a table and written to ``report``."""
+    from genretag.model import configure_tensorflow
+    from genretag.training.descriptors import TableError, search, split_tables
+
+    configure_tensorflow(threads)
+    try:
+        rows, _, how = split_tables(data, splits)
+    except TableError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"descriptor network: {len(rows.track_ids)} train+valid rows ({how}), {folds}-fold CV by track", err=True)
+    def keep(summary: dict) -> None:
+        if report:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps(summary, indent=1) + "\n")
+
+    result = search(rows, trials, folds, seed, echo=lambda line: click.echo(line, err=True), progress=keep)
+    best = result["trials"][result["best"]]
+    click.echo(f"best: {best['config']}: balanced track accuracy {best['balanced_track_accuracy']['mean']:.3f} +- "
+               f"{best['balanced_track_accuracy']['std']:.3f}, track accuracy {best['track_accuracy']['mean']:.3f}")
 
 
 @cli.command()
@@ -312,8 +346,9 @@ PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also m
 
 @cli.command()
 @click.option("--genre", help="Predicted genre.")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Lowest vote share of the predicted genre.")
-@click.option("--max-confidence", type=click.FloatRange(0, 1), help="Highest vote share of the predicted genre.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Lowest calibrated probability of the predicted genre.")
+@click.option("--max-confidence", type=click.FloatRange(0, 1), help="Highest calibrated probability of the predicted genre.")
+@click.option("--uncertain/--confident", "uncertain", default=None, help="Only calls stored as uncertain (confidence below GENRETAG_MIN_CONFIDENCE when classified), or only confident ones.")
 @click.option("--path", "path_pattern", help=PATH_HELP)
 @click.option("--status", help="pending, done, failed or missing.")
 @click.option("--model-version", help="Predictions of this model [default: each track's latest].")

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from genretag.features import FEATURES, FeatureParams
+from genretag.fusion import RULES, Fusion
 
 BUNDLE_FORMAT = 1
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
@@ -85,6 +86,24 @@ def build_gap(input_shape: tuple[int, int], n_classes: int, name: str = "gap") -
     return keras.Model(inputs, outputs, name=name)
 
 
+def build_dense(n_inputs: int, n_classes: int, layers_: Sequence[int] = (512, 256, 128, 64), dropout: float = 0.2,
+                l2: float = 1e-4) -> Any:
+    """The seed's descriptor NN (architecture ``dense``): ReLU dense layers, each followed by dropout, then a softmax.
+
+    It reads one row of track descriptors (standardised), not a feature map; a bundle holds it beside its CNN.
+    """
+    from tensorflow import keras
+    from tensorflow.keras import layers, regularizers
+
+    inputs = keras.Input(shape=(n_inputs,))
+    x = inputs
+    for units in layers_:
+        x = layers.Dense(units, activation="relu", kernel_regularizer=regularizers.l2(l2))(x)
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=regularizers.l2(l2))(x)
+    return keras.Model(inputs, outputs, name="dense")
+
+
 ARCHITECTURES: dict[str, Callable[..., Any]] = {"seed": build_seed, "gap": build_gap}
 """Builders by name; a bundle names the one that rebuilds it."""
 
@@ -136,6 +155,40 @@ def ensemble_of(nets: list[Any], architecture: str, input_shape: tuple[int, int]
 
 # --- the bundle ----------------------------------------------------------------------------------
 
+DESCRIPTOR_WEIGHTS = "descriptor.weights.h5"
+
+
+@dataclass
+class DescriptorPart:
+    """A bundle's descriptor network: its inputs (named descriptor columns), standardisation, and fusion rule.
+
+    ``features`` are the parameters of the descriptor function that computed its training rows'
+    columns; a bundle whose ``features`` or ``columns`` differ from this code's is refused.
+    """
+
+    model: Any  # keras.Model, architecture ``dense``
+    layers: tuple[int, ...]
+    columns: tuple[str, ...]
+    features: dict[str, Any]
+    mean: np.ndarray  # per column
+    std: np.ndarray
+    rule: str = "log"  # genretag.fusion.RULES
+    weight: float = 0.5  # the CNN's share of the fused track probabilities
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        return {"architecture": "dense", "layers": list(self.layers), "columns": list(self.columns),
+                "features": self.features, "normalisation": {"mean": self.mean.tolist(), "std": self.std.tolist()},
+                "file": DESCRIPTOR_WEIGHTS, "fusion": {"rule": self.rule, "weight": self.weight},
+                "training": self.training}
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Descriptor rows (n, n_columns) to probabilities (n, n_labels)."""
+        if len(rows) == 0:
+            return np.zeros((0, self.model.output_shape[-1]), np.float32)
+        z = ((np.asarray(rows, np.float64) - self.mean) / self.std).astype(np.float32)
+        return np.asarray(self.model(z, training=False))
+
 
 @dataclass
 class ModelBundle:
@@ -150,9 +203,21 @@ class ModelBundle:
     std: np.ndarray = field(default_factory=lambda: np.ones(FEATURES.n_mfcc, np.float32))
     training: dict[str, Any] = field(default_factory=dict)  # data summary, settings, history
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluation figures
+    descriptor: DescriptorPart | None = None  # fused with the CNN's vote when present
+    temperature: float | None = None  # calibration of the track probabilities; None: uncalibrated
+
+    def fusion(self) -> Fusion:
+        """How track probabilities are made from the CNN's vote (and the descriptor network's output)."""
+        part = self.descriptor
+        return Fusion(part.rule if part else "log", part.weight if part else 1.0, self.temperature or 1.0)
 
     def meta(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.temperature is not None:
+            extra["calibration"] = {"method": "temperature", "temperature": self.temperature}
+        if self.descriptor is not None:
+            extra["descriptor"] = self.descriptor.meta()
+        return {**extra,
             "format": BUNDLE_FORMAT,
             "architecture": self.architecture,
             "version": self.version,
@@ -174,6 +239,9 @@ class ModelBundle:
             with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
                 zf.writestr("meta.json", json.dumps(self.meta(), indent=2, sort_keys=True))
                 zf.write(weights, "model.weights.h5")
+                if self.descriptor is not None:
+                    self.descriptor.model.save_weights(Path(tmp) / DESCRIPTOR_WEIGHTS)
+                    zf.write(Path(tmp) / DESCRIPTOR_WEIGHTS, DESCRIPTOR_WEIGHTS)
             os.replace(partial, path)
         return path
 
@@ -192,8 +260,14 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise BundleError(f"{path}: not a genretag model bundle ({exc})") from None
 
 
-def load_bundle(path: str | os.PathLike[str], expected: FeatureParams = FEATURES) -> ModelBundle:
-    """Load a bundle, refusing one whose feature parameters differ from ``expected``."""
+def load_bundle(
+    path: str | os.PathLike[str], expected: FeatureParams = FEATURES, descriptors: dict[str, Any] | None = None
+) -> ModelBundle:
+    """Load a bundle, refusing one whose feature parameters differ from ``expected``.
+
+    A descriptor section is refused too when its descriptor parameters differ from ``descriptors``
+    (default: this code's, :func:`genretag.descriptors.expected`).
+    """
     meta = read_meta(path)
     if meta.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path}: bundle format {meta.get('format')!r}, this code reads {BUNDLE_FORMAT}")
@@ -207,6 +281,9 @@ def load_bundle(path: str | os.PathLike[str], expected: FeatureParams = FEATURES
         zf.extract("model.weights.h5", tmp)
         model.load_weights(Path(tmp) / "model.weights.h5")
     norm = meta["normalisation"]
+    calibration = meta.get("calibration")
+    if calibration is not None and calibration.get("method") != "temperature":
+        raise BundleError(f"{path}: calibration method {calibration.get('method')!r}, this code applies 'temperature'")
     return ModelBundle(
         model=model,
         architecture=meta["architecture"],
@@ -217,7 +294,35 @@ def load_bundle(path: str | os.PathLike[str], expected: FeatureParams = FEATURES
         std=np.asarray(norm["std"], np.float32),
         training=meta.get("training", {}),
         metrics=meta.get("metrics", {}),
+        descriptor=_load_descriptor(path, meta, descriptors),
+        temperature=calibration["temperature"] if calibration else None,
     )
+
+
+def _load_descriptor(path: str | os.PathLike[str], meta: dict[str, Any], descriptors: dict[str, Any] | None
+                     ) -> DescriptorPart | None:
+    """The descriptor section of ``meta`` with its network, or ``None``; refuses other descriptor parameters."""
+    section = meta.get("descriptor")
+    if section is None:
+        return None
+    from genretag import descriptors as code
+
+    expected = code.expected() if descriptors is None else descriptors
+    stored = {"features": section["features"], "columns": section["columns"]}
+    if stored != expected:
+        diff = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
+        raise BundleError(f"{path}: descriptor parameters differ from this code's (stored, expected): {diff}")
+    norm = section["normalisation"]
+    model = build_dense(len(section["columns"]), len(meta["labels"]), section["layers"])
+    with zipfile.ZipFile(path) as zf, tempfile.TemporaryDirectory() as tmp:
+        zf.extract(section["file"], tmp)
+        model.load_weights(Path(tmp) / section["file"])
+    fusion = section["fusion"]
+    if fusion["rule"] not in RULES:
+        raise BundleError(f"{path}: fusion rule {fusion['rule']!r}, this code knows {', '.join(RULES)}")
+    return DescriptorPart(model, tuple(section["layers"]), tuple(section["columns"]), section["features"],
+                          np.asarray(norm["mean"], np.float64), np.asarray(norm["std"], np.float64),
+                          fusion["rule"], float(fusion["weight"]), section.get("training", {}))
 
 
 class Predictor:

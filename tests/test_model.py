@@ -8,9 +8,14 @@ import zipfile
 import numpy as np
 import pytest
 
+from genretag import descriptors
 from genretag.config import PACKAGED_MODEL
 from genretag.features import FEATURES, FeatureParams
-from genretag.model import GENRES, BundleError, ModelBundle, Predictor, build, ensemble_of, load_bundle, members, read_meta
+from genretag.fusion import Fusion
+from genretag.model import (
+    DESCRIPTOR_WEIGHTS, GENRES, BundleError, DescriptorPart, ModelBundle, Predictor, build, build_dense, ensemble_of,
+    load_bundle, members, read_meta,
+)
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +97,49 @@ def test_shipped_model_is_complete_and_small():
     assert len(meta["normalisation"]["mean"]) == FEATURES.n_mfcc
     assert PACKAGED_MODEL.stat().st_size < 3 * 1024 * 1024
     load_bundle(PACKAGED_MODEL)
+
+
+# --- fused bundles: the CNN plus the descriptor network, calibrated ---------------------------
+
+
+def descriptor_part(columns: tuple[str, ...], features: dict) -> DescriptorPart:
+    rng = np.random.default_rng(3)
+    net = build_dense(len(columns), len(GENRES), (16, 8))
+    net.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) for w in net.get_weights()])
+    return DescriptorPart(net, (16, 8), columns, features, rng.normal(size=len(columns)),
+                          rng.uniform(1, 3, size=len(columns)), rule="log", weight=0.6)
+
+
+def test_a_fused_bundle_round_trips_its_descriptor_network_fusion_and_temperature(bundle, tmp_path):
+    expected = descriptors.expected()
+    part = descriptor_part(tuple(expected["columns"]), expected["features"])
+    fused = dataclasses.replace(bundle, descriptor=part, temperature=1.7, version="fused-1")
+    path = fused.save(tmp_path / "fused.genretag")
+    assert {"meta.json", "model.weights.h5", DESCRIPTOR_WEIGHTS} <= set(zipfile.ZipFile(path).namelist())
+    meta = read_meta(path)
+    assert meta["calibration"] == {"method": "temperature", "temperature": 1.7}
+    assert meta["descriptor"]["fusion"] == {"rule": "log", "weight": 0.6}
+    loaded = load_bundle(path)
+    assert loaded.fusion() == Fusion("log", 0.6, 1.7) and loaded.descriptor.columns == part.columns
+    rows = np.random.default_rng(4).normal(size=(5, len(part.columns))) * 3
+    np.testing.assert_allclose(loaded.descriptor.predict(rows), part.predict(rows), rtol=1e-5, atol=1e-6)
+    cnn = Predictor(loaded)(maps(5))
+    fused_probs = loaded.fusion()(cnn, loaded.descriptor.predict(rows))
+    np.testing.assert_allclose(fused_probs, fused.fusion()(Predictor(fused)(maps(5)), part.predict(rows)), atol=1e-5)
+    np.testing.assert_allclose(fused_probs.sum(axis=1), 1.0)
+    plain = load_bundle(bundle.save(tmp_path / "plain.genretag"))
+    assert plain.descriptor is None and plain.fusion() == Fusion("log", 1.0, 1.0)
+
+
+@pytest.mark.parametrize("change", ["columns", "features"])
+def test_a_bundle_whose_descriptor_parameters_differ_is_refused(bundle, tmp_path, change):
+    expected = descriptors.expected()
+    columns, features = tuple(expected["columns"]), dict(expected["features"])
+    if change == "columns":
+        columns = columns[:-2] + (columns[-1], columns[-2])  # two columns swapped
+    else:
+        features["hop_length"] = 256
+    fused = dataclasses.replace(bundle, descriptor=descriptor_part(columns, features), temperature=1.2)
+    path = fused.save(tmp_path / f"other-{change}.genretag")
+    with pytest.raises(BundleError, match=f"descriptor parameters differ.*{change}"):
+        load_bundle(path)

@@ -317,7 +317,10 @@ def cross_validate(
         echo(f"fold {k}/{folds}: {len(groups['train'])} training items, {len(groups['valid'])} inner-validation "
              f"tracks, {len(held)} held-out tracks")
         result = fit(groups["train"], groups["valid"], config.replace(seed=config.seed + k), verbose)
-        metrics = track_metrics(held, predict_tracks(result.bundle, held), result.bundle.labels)
+        held_probs = predict_tracks(result.bundle, held)
+        metrics = track_metrics(held, held_probs, result.bundle.labels)
+        metrics["oof"] = {t.clip.track_id: [round(float(p), 6) for p in probs.mean(axis=0)]
+                          for t, probs in zip(held, held_probs)}
         metrics["best_epoch"] = result.best_epoch
         metrics["epochs_run"] = result.epochs_run
         metrics["members"] = [track_metrics(held, predict_tracks(m.bundle, held), m.bundle.labels)
@@ -363,6 +366,7 @@ def summarise_folds(
         "members": [{"architecture": name, **figures([r["members"][i] for r in results])}
                     for i, name in enumerate(members(config.architecture))] if results[0]["members"] else [],
         "best_epochs": [r["best_epoch"] for r in results],
+        "oof": {t: p for r in results for t, p in r["oof"].items()},  # each track's vote (mean segment probabilities)
         "per_fold": [{k: r[k] for k in ("balanced_track_accuracy", "track_accuracy", "segment_accuracy",
                                          "best_epoch", "epochs_run")} for r in results],
     }
