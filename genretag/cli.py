@@ -256,7 +256,7 @@ def _search_dense(data: Path, splits: Path | None, folds: int, trials: int, repo
 
     configure_tensorflow(threads)
     try:
-        rows, _, how = split_tables(data, splits)
+        rows, _, _, how = split_tables(data, splits)
     except TableError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"descriptor network: {len(rows.track_ids)} train+valid rows ({how}), {folds}-fold CV by track", err=True)
@@ -272,6 +272,78 @@ def _search_dense(data: Path, splits: Path | None, folds: int, trials: int, repo
 
 
 @cli.command()
+@click.argument("cnn_model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder holding features/features_30_sec.csv and splits/.")
+@click.option("--cnn-cv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The CNN's held-out track votes: a CV report (genretag train --folds ... --report) or an evaluation.json of a held-out split.")
+@click.option("--search", "search_report", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The descriptor network's search report (genretag train --arch dense --report).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Fused bundle to write.")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), help="Write calibration.json (with the CV table) and calibration.png here.")
+@click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
+@click.option("--held-out-side", type=click.Choice(["train", "valid"]), help="The CNN report holds a whole list side held out (evaluate on a model trained without it): the descriptor network's held-out predictions leave that side out too.")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
+def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Path, report_dir: Path | None,
+         splits: Path | None, held_out_side: str | None, threads: int) -> None:
+    """Add the descriptor network to CNN_MODEL, with the fusion rule, weight and temperature chosen out of fold.
+
+    The choice uses only train+valid tracks, each predicted by models that did not train on it; the
+    descriptor network is then trained on all train+valid rows of the table with the search's best settings.
+    """
+    from genretag.fusion import Fusion
+    from genretag.model import configure_tensorflow, load_bundle
+    from genretag.training.calibrate import calibration_report
+    from genretag.training.descriptors import DenseConfig, TableError, split_tables
+    from genretag.training.fuse import cv_table, descriptor_held_out, fused_bundle, joined, write_calibration
+
+    configure_tensorflow(threads)
+    try:
+        rows, test_rows, sides, how = split_tables(data, splits)
+    except TableError as exc:
+        raise click.ClickException(str(exc)) from None
+    found = json.loads(search_report.read_text())
+    best = found["trials"][found["best"]]
+    cnn = load_bundle(cnn_model)
+    held_out = json.loads(cnn_cv.read_text()).get("out_of_fold")
+    if held_out is None or tuple(held_out["labels"]) != cnn.labels:
+        raise click.ClickException(f"{cnn_cv}: no out-of-fold track probabilities of this model's labels; "
+                                   "rerun the CV with this code")
+    folds = {r["track_id"]: r["fold"] for r in held_out["tracks"]}
+    on_test = sorted(t for t in folds if t in set(test_rows.track_ids))
+    if on_test:
+        raise click.ClickException(f"{cnn_cv}: holds test tracks ({', '.join(on_test[:3])}, ...): "
+                                   "the test split chooses nothing")
+    left_out = frozenset(t for t, side in sides.items() if side == held_out_side) if held_out_side else frozenset()
+    config = DenseConfig(**{**best["config"], "layers": tuple(best["config"]["layers"])})
+    descriptor = descriptor_held_out(rows, folds, config, left_out)
+    oof = joined({r["track_id"]: r["probabilities"] for r in held_out["tracks"]}, descriptor)
+    report = calibration_report(oof.cnn, oof.descriptor, oof.y, cnn.labels)
+    table = cv_table(oof)
+    fusion = report["fusion"]
+    chosen = Fusion(**fusion)
+    evidence = {"out_of_fold_tracks": len(oof.y), "fusion": fusion, "cnn_cv": str(cnn_cv), "split": how,
+                "fused": report["fused"], "threshold": report["threshold"],
+                "cv": {k: {m: table[k][m] for m in ("track_accuracy", "balanced_track_accuracy", "nll")}
+                       for k in ("cnn", "descriptor", "fused")}}
+    bundle = fused_bundle(cnn, rows, config, chosen, evidence)
+    path = bundle.save(out)
+    click.echo(f"fusion {chosen.rule}, CNN weight {chosen.weight:.2f}, temperature {chosen.temperature:.3f} "
+               f"(chosen on {len(oof.y)} out-of-fold tracks)")
+    for name in ("cnn", "descriptor", "fused"):
+        t = table[name]
+        click.echo(f"  {table['folds']}-fold CV {name:<10}: balanced track accuracy {t['balanced_track_accuracy']['mean']:.3f} "
+                   f"+- {t['balanced_track_accuracy']['std']:.3f}, track accuracy {t['track_accuracy']['mean']:.3f} "
+                   f"+- {t['track_accuracy']['std']:.3f}, NLL {t['nll']['mean']:.3f}")
+    f = report["fused"]
+    click.echo(f"  calibration: NLL {f['before']['nll']:.3f} -> {f['after']['nll']:.3f}, ECE {f['before']['ece']:.3f} -> "
+               f"{f['after']['ece']:.3f} (temperature fitted on other folds: ECE {f['after_cross_fitted']['ece']:.3f})")
+    d = report["threshold"]
+    click.echo(f"  GENRETAG_MIN_CONFIDENCE {d['threshold']:.2f}: precision {d['precision']:.3f}, coverage {d['coverage']:.3f}")
+    click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {bundle.version}")
+    if report_dir:
+        written = write_calibration({**report, "cv": table}, report_dir)
+        click.echo(f"wrote {written[0]} and {written[1]}")
+
+
+@cli.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
 @click.option("--split", type=click.Choice(["test", "valid", "all"]), default="test", show_default=True)
@@ -282,7 +354,7 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
     """Evaluate MODEL on whole GTZAN tracks (all segments, track vote): accuracy, per genre, confusion."""
     from genretag.model import configure_tensorflow, load_bundle
     from genretag.training.datasets import discover, load_features
-    from genretag.training.evaluate import predict_tracks, select_tracks, table, track_metrics, write_report
+    from genretag.training.evaluate import held_out_votes, predict_tracks, select_tracks, table, track_metrics, write_report
     from genretag.training.splits import dataset_sides
 
     configure_tensorflow(threads)
@@ -294,13 +366,43 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
         tracks = select_tracks(load_features(bar, settings_of(click.get_current_context()).cache_dir), sides, split)
     if not tracks:
         raise click.ClickException(f"no {split} tracks found under {data}")
-    metrics = track_metrics(tracks, predict_tracks(bundle, tracks), bundle.labels)
+    segment_probs = predict_tracks(bundle, tracks)
+    metrics = track_metrics(tracks, segment_probs, bundle.labels)
     metrics = {"model": str(model), "model_version": bundle.version, "data": str(dataset.root),
-               "layout": dataset.layout, "split": split, "split_source": how, **metrics}
-    click.echo(f"{bundle.version} on the {split} split of {dataset.root}\n{table(metrics)}")
+               "layout": dataset.layout, "split": split, "split_source": how, **metrics,
+               "out_of_fold": held_out_votes(tracks, segment_probs, bundle.labels, f"held-out split {split!r} ({how})")}
+    click.echo(f"{bundle.version} on the {split} split of {dataset.root}\nCNN alone, every segment voting:\n{table(metrics)}")
     if out:
         report, png = write_report(metrics, out, f"{bundle.version}: {split} tracks of {dataset.root.name}")
         click.echo(f"wrote {report} and {png}")
+    if bundle.descriptor is not None:
+        _evaluate_fused(bundle, tracks, segment_probs, data, splits, split, out)
+
+
+def _evaluate_fused(bundle, tracks, segment_probs, data: Path, splits: Path | None, split: str, out: Path | None) -> None:
+    """The descriptor network on every table row of the split, then CNN, descriptor and fused side by side from audio."""
+    from genretag.training.calibrate import reliability_png
+    from genretag.training.descriptors import TableError, split_tables
+    from genretag.training.evaluate import CALIBRATION_PNG, FUSED_NAME, descriptor_rows, fused_report, fused_table, table_report
+
+    settings = settings_of(click.get_current_context())
+    rows_of_split = None  # the table's rows are scored for the test split only (its 290 tracks)
+    if split == "test":
+        try:
+            rows_of_split = split_tables(data, splits)[1]
+        except TableError as exc:
+            click.echo(f"no descriptor table: {exc}", err=True)
+    with click.progressbar(tracks, label=f"descriptors of {len(tracks)} {split} clips", file=sys.stderr) as bar:
+        rows = descriptor_rows(list(bar))
+    report = fused_report(bundle, tracks, segment_probs, rows, settings.min_confidence)
+    on_table = table_report(bundle, rows_of_split) if rows_of_split is not None else None
+    report = {"model_version": bundle.version, "split": split, "table": on_table, **report}
+    click.echo(f"\nfused model ({report['fusion']}):\n{fused_table(report, on_table)}")
+    if out:
+        path = out / FUSED_NAME
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        png = reliability_png(report, out / CALIBRATION_PNG, f"{split} tracks from audio")
+        click.echo(f"wrote {path} and {png}")
 
 
 @cli.command()

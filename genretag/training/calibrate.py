@@ -139,14 +139,20 @@ def calibration_report(cnn: np.ndarray, descriptor: np.ndarray, y: np.ndarray, l
         "descriptor": {**summary(descriptor), "calibrated": summary(desc_alone(descriptor, None)),
                        "temperature": desc_alone.temperature},
         "fused": {"before": summary(raw), "after": summary(calibrated), "after_cross_fitted": summary(honest)},
+        "calibration": {"before": {k: summary(raw)[k] for k in ("nll", "ece")},
+                        "after": {k: summary(calibrated)[k] for k in ("nll", "ece")}},
         "reliability": {"before": reliability(raw, y), "after": reliability(calibrated, y)},
         "precision_coverage": curve,
-        "default_threshold": default_threshold(curve),
+        "threshold": default_threshold(curve),
     }
 
 
-def reliability_png(report: dict[str, Any], path: Path) -> Path:
-    """Reliability diagram (accuracy against confidence per bin, before and after) beside the precision-coverage curve."""
+def reliability_png(report: dict[str, Any], path: Path, tracks_are: str = "out-of-fold tracks") -> Path:
+    """Reliability diagram (accuracy against confidence per bin, before and after) beside the precision-coverage curve.
+
+    ``report`` holds ``tracks``, ``calibration`` and ``reliability`` (each ``before`` and ``after``),
+    ``precision_coverage`` and the ``threshold`` row to mark.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,17 +162,17 @@ def reliability_png(report: dict[str, Any], path: Path) -> Path:
     left.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
     for key, colour in (("before", "tab:red"), ("after", "tab:blue")):
         rows = report["reliability"][key]
-        fused = report["fused"]["before" if key == "before" else "after"]
+        fused = report["calibration"][key]
         left.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], "o-", color=colour,
                   label=f"{key} temperature (ECE {fused['ece']:.3f}, NLL {fused['nll']:.3f})")
     left.set(xlabel="confidence (top genre's probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-             title=f"reliability, out-of-fold tracks (n={report['tracks']})")
+             title=f"reliability, {tracks_are} (n={report['tracks']})")
     left.legend(fontsize=8, loc="upper left")
     curve = report["precision_coverage"]
     right.plot([r["coverage"] for r in curve], [r["precision"] for r in curve], "o-", color="tab:blue")
-    chosen = report["default_threshold"]
+    chosen = report["threshold"]
     right.plot([chosen["coverage"]], [chosen["precision"]], "s", color="tab:orange", ms=10,
-               label=f"default threshold {chosen['threshold']:.2f}: precision {chosen['precision']:.2f}, "
+               label=f"threshold {chosen['threshold']:.2f}: precision {chosen['precision']:.2f}, "
                      f"coverage {chosen['coverage']:.2f}")
     right.axhline(TARGET_PRECISION, color="grey", lw=1, ls="--")
     right.set(xlabel="coverage (share of tracks called confident)", ylabel="precision of those",

@@ -217,10 +217,11 @@ def search(
     return summary
 
 
-def split_tables(data: Path, splits_dir: Path | None) -> tuple[DescriptorTable, DescriptorTable, str]:
-    """The table's train+valid rows (training and model choice) and its test rows (final report only).
+def split_tables(data: Path, splits_dir: Path | None) -> tuple[DescriptorTable, DescriptorTable, dict[str, str], str]:
+    """The table's train+valid rows (training and model choice), its test rows (final report only), the sides.
 
-    Sides come from the fault-filtered lists, as for the audio; rows on no list are left out.
+    Sides (clip name to train/valid/test) come from the fault-filtered lists, as for the audio; rows
+    on no list are left out.
     """
     from genretag.training.splits import read_split_lists
 
@@ -232,4 +233,4 @@ def split_tables(data: Path, splits_dir: Path | None) -> tuple[DescriptorTable, 
     sides = read_split_lists(splits_dir)
     fit_ids = [t for t in table.track_ids if sides.get(t) in ("train", "valid")]
     test_ids = [t for t in table.track_ids if sides.get(t) == "test"]
-    return table.rows(fit_ids), table.rows(test_ids), f"fault-filtered lists in {splits_dir}"
+    return table.rows(fit_ids), table.rows(test_ids), sides, f"fault-filtered lists in {splits_dir}"

@@ -44,6 +44,22 @@ def joined(cnn_oof: dict[str, Sequence[float]], descriptor_oof: dict[str, Sequen
                      np.array([descriptor_oof[t] for t in ids], np.float64))
 
 
+def descriptor_held_out(table: DescriptorTable, folds: dict[str, int], config: DenseConfig,
+                        left_out: frozenset[str] = frozenset()) -> dict[str, list[float]]:
+    """The descriptor network's predictions for the CNN's held-out tracks, fold by fold, under the same terms.
+
+    For fold ``k`` it trains on the table's rows except that fold's tracks and ``left_out`` (e.g. every
+    row of the valid list when the CNN was trained on the train list only: the same artists stay out).
+    """
+    out: dict[str, list[float]] = {}
+    for k in sorted(set(folds.values())):
+        held = [t for t, f in folds.items() if f == k and t in set(table.track_ids)]
+        train = [t for t in table.track_ids if folds.get(t) != k and t not in left_out]
+        net = fit_dense(table.rows(train), config.replace(seed=config.seed + k))
+        out.update({t: p.tolist() for t, p in zip(held, net.predict(table.rows(held).x))})
+    return out
+
+
 def cv_table(oof: OutOfFold, folds: int = 5, seed: int = 0, labels: Sequence[str] = GENRES) -> dict[str, Any]:
     """CNN, descriptor network and fused model over the same stratified folds of the out-of-fold tracks.
 

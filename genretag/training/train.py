@@ -295,6 +295,8 @@ def cross_validate(
 
     With early stopping, each fold stops on an inner validation part of its training tracks
     (stratified, 15 %), so the held-out fold picks nothing; without, it trains on all of them.
+    The report's ``out_of_fold`` holds each pool track's mean segment probabilities (the plain-segment
+    vote) from the fold that held it out: what calibration and fusion are fitted on.
     """
     from genretag.training.evaluate import predict_tracks, track_metrics
 
@@ -304,6 +306,7 @@ def cross_validate(
     ids = [t.clip.track_id for t in pool]
     genres = [t.clip.genre for t in pool]
     results = []
+    out_of_fold: list[dict[str, Any]] = []
     genre_of = dict(zip(ids, genres))
     for k, fold in enumerate(kfold_sides(ids, genres, folds, config.seed), 1):
         held_ids = {t for t in ids if fold[t] == "valid"}
@@ -317,10 +320,11 @@ def cross_validate(
         echo(f"fold {k}/{folds}: {len(groups['train'])} training items, {len(groups['valid'])} inner-validation "
              f"tracks, {len(held)} held-out tracks")
         result = fit(groups["train"], groups["valid"], config.replace(seed=config.seed + k), verbose)
-        held_probs = predict_tracks(result.bundle, held)
-        metrics = track_metrics(held, held_probs, result.bundle.labels)
-        metrics["oof"] = {t.clip.track_id: [round(float(p), 6) for p in probs.mean(axis=0)]
-                          for t, probs in zip(held, held_probs)}
+        probabilities = predict_tracks(result.bundle, held)
+        metrics = track_metrics(held, probabilities, result.bundle.labels)
+        out_of_fold += [{"track_id": t.clip.track_id, "genre": t.clip.genre, "fold": k,
+                         "probabilities": [round(float(v), 6) for v in p.mean(axis=0)]}
+                        for t, p in zip(held, probabilities)]
         metrics["best_epoch"] = result.best_epoch
         metrics["epochs_run"] = result.epochs_run
         metrics["members"] = [track_metrics(held, predict_tracks(m.bundle, held), m.bundle.labels)
@@ -334,7 +338,10 @@ def cross_validate(
              f"shifted segments voting too {metrics['with_shifted_segments']['balanced_track_accuracy']:.3f}")
         results.append(metrics)
     usable = [e for e in excerpts if e.clip.track_id not in test_ids] if config.excerpts else []
-    return summarise_folds(results, config, how, pool, usable)
+    summary = summarise_folds(results, config, how, pool, usable)
+    summary["out_of_fold"] = {"labels": list(GENRES), "vote": "mean segment probability, plain segments",
+                              "tracks": sorted(out_of_fold, key=lambda r: r["track_id"])}
+    return summary
 
 
 def summarise_folds(
@@ -366,7 +373,6 @@ def summarise_folds(
         "members": [{"architecture": name, **figures([r["members"][i] for r in results])}
                     for i, name in enumerate(members(config.architecture))] if results[0]["members"] else [],
         "best_epochs": [r["best_epoch"] for r in results],
-        "oof": {t: p for r in results for t, p in r["oof"].items()},  # each track's vote (mean segment probabilities)
         "per_fold": [{k: r[k] for k in ("balanced_track_accuracy", "track_accuracy", "segment_accuracy",
                                          "best_epoch", "epochs_run")} for r in results],
     }
