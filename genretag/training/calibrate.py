@@ -176,7 +176,7 @@ def reliability_png(report: dict[str, Any], path: Path, tracks_are: str = "out-o
                      f"coverage {chosen['coverage']:.2f}")
     right.axhline(TARGET_PRECISION, color="grey", lw=1, ls="--")
     right.set(xlabel="coverage (share of tracks called confident)", ylabel="precision of those",
-              title="precision vs coverage (thresholds 0.00-0.95)", ylim=(0, 1.02))
+              title="precision vs coverage (thresholds 0.00-0.95)", xlim=(0, 1.02), ylim=(0, 1.02))
     right.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,8 @@ def cv_table(oof: OutOfFold, folds: int = 5, seed: int = 0, labels: Sequence[str
     out: dict[str, Any] = {"tracks": len(oof.y), "folds": folds}
     for name, per_fold in rows.items():
         out[name] = {key: stat([f[key] for f in per_fold]) for key in ("track_accuracy", "balanced_track_accuracy", "nll")}
-        out[name]["per_genre_recall"] = {g: stat([f["recall"][g] for f in per_fold if g in f["recall"]]) for g in labels}
+        out[name]["per_genre_recall"] = {g: stat([f["recall"][g] for f in per_fold if g in f["recall"]])
+                                         for g in labels if any(g in f["recall"] for f in per_fold)}
         out[name]["per_fold"] = per_fold
     return out
 
