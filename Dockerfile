@@ -7,8 +7,7 @@ ARG WITH_FFMPEG=1
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # tzdata: GENRETAG_SCAN_TIMEZONE names (zoneinfo reads /usr/share/zoneinfo).
 RUN apt-get update \
@@ -20,6 +19,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY genretag ./genretag
+# The runtime only: LiteRT runs the bundle's export, so no TensorFlow (the `train` extra) in the image.
 RUN pip install . && rm -rf /src/build
 
 WORKDIR /home/genretag

@@ -26,10 +26,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from genretag.audio import AUDIO_EXTENSIONS, AudioError  # noqa: E402
-from genretag.config import Settings, get_settings  # noqa: E402
+from genretag.audio import AUDIO_EXTENSIONS, AudioError
+from genretag.config import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LIBRARY = REPO.parent / "music-full"
@@ -65,12 +63,11 @@ _classifiers: dict[Settings, object] = {}
 
 def _classify(job: tuple[str, Settings]) -> Outcome:
     """In a pool process: classify one file under ``settings`` (one model load per process)."""
+    from genretag.bundle import load_bundle
     from genretag.classify import Classifier
-    from genretag.model import configure_tensorflow, load_bundle
 
     path, settings = job
     if settings not in _classifiers:
-        configure_tensorflow(1)
         bundle = next(iter(_classifiers.values())).bundle if _classifiers else load_bundle(settings.model_path)
         _classifiers[settings] = Classifier(bundle, settings)
     try:
@@ -105,7 +102,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N library files (quick checks)")
     args = parser.parse_args()
 
-    base = get_settings().replace(tf_threads=1)
+    base = get_settings().replace(inference_threads=1)
     paths = audio_files(args.library)[: args.limit or None]
     clips = gtzan_valid(args.gtzan)
     clip_paths, truth = [p for p, _ in clips], [g for _, g in clips]

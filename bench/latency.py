@@ -1,26 +1,34 @@
-"""Warm inference latency over the 10 segments of one 30-s GTZAN clip: Predictor vs model.predict.
+"""Latency of one 30-s GTZAN clip: LiteRT (ours) beside the old Keras-on-TensorFlow path.
 
-The features are computed once (decode and MFCC are not timed); what is timed is what a warm worker
-pays per clip for inference. Target: median below 50 ms.
+1. ``genretag classify CLIP``, the product command in a fresh process: median wall of ``--runs-command``
+   runs of ours and of the old product (bench/baseline.py: the last commit that ran TensorFlow).
+   Target: median at most 1.5 s.
+2. Warm inference over the clip's segments (decode and MFCC done once, not timed): the LiteRT
+   predictor against Keras, compiled (``tf.function``, the old predictor) and ``model.predict``.
+   Target: median below 50 ms.
 
-    python bench/latency.py [--clip PATH] [--runs 200] [--threads 1]
+    python bench/latency.py [--clip PATH] [--runs 200] [--runs-command 5] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import baseline
 
-from genretag import audio, features  # noqa: E402
-from genretag.config import get_settings  # noqa: E402
+from genretag import audio, features
+from genretag.config import get_settings
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[2] / "shared" / "gtzan" / "blues" / "blues.00000.opus"
 TARGET_MS = 50.0
+TARGET_COMMAND_S = 1.5
 
 
 def timed_ms(fn, runs: int) -> list[float]:
@@ -40,35 +48,72 @@ def summary(ms: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
+def command_seconds(clip: Path, runs: int, env: dict[str, str]) -> tuple[list[float], list[float]]:
+    """Wall and CPU (user + system) seconds of ``runs`` fresh ``genretag classify CLIP`` processes.
+
+    One untimed run first (disk cache). CPU time is printed too: on a shared machine it moves less than wall.
+    """
+    command = [sys.executable, "-m", "genretag.cli", "classify", str(clip)]
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    wall, cpu = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        wall.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return wall, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
+    parser.add_argument("--runs-command", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="inference threads (LiteRT and TensorFlow alike)")
     args = parser.parse_args()
 
-    from genretag.model import Predictor, configure_tensorflow, load_bundle
+    print(f"clip {args.clip.name}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
+    ours, ours_cpu = command_seconds(args.clip, args.runs_command, dict(os.environ))
+    old, old_cpu = command_seconds(args.clip, args.runs_command, baseline.env())
+    print(f"`genretag classify`, median of {args.runs_command} fresh processes "
+          f"(wall, ours: {', '.join(f'{s:.2f}' for s in ours)}; old: {', '.join(f'{s:.2f}' for s in old)})")
+    print(f"{'':<28}{'wall s':>8}{'cpu s':>8}")
+    print(f"{'LiteRT (ours)':<28}{statistics.median(ours):>8.2f}{statistics.median(ours_cpu):>8.2f}")
+    print(f"{'Keras/TF (old, ' + baseline.BASELINE_REF + ')':<28}{statistics.median(old):>8.2f}"
+          f"{statistics.median(old_cpu):>8.2f}")
+    print(f"ratio old / ours: wall {statistics.median(old) / statistics.median(ours):.1f}x, cpu "
+          f"{statistics.median(old_cpu) / statistics.median(ours_cpu):.1f}x; target wall <= {TARGET_COMMAND_S:g} s: "
+          f"{'met' if statistics.median(ours) <= TARGET_COMMAND_S else 'NOT met'}", flush=True)
+
+    from genretag.bundle import load_bundle
+    from genretag.training.export import keras_model
+    from genretag.training.networks import KerasPredictor, configure_tensorflow
 
     settings = get_settings()
     configure_tensorflow(args.threads)
     bundle = load_bundle(settings.model_path)
     maps = features.extract(audio.load(args.clip, bundle.features.sr), bundle.features)
-    predictor = Predictor(bundle)
+    model = keras_model(bundle)
     x = bundle.normalise(maps)
-
-    ours = timed_ms(lambda: predictor(maps), args.runs)
-    naive = timed_ms(lambda: bundle.model.predict(x, verbose=0), args.runs)
-    ours_med, ours_p95 = summary(ours)
-    naive_med, naive_p95 = summary(naive)
-
-    print(f"model {settings.model_path} version {bundle.version}: {os.path.getsize(settings.model_path) / 1e6:.2f} MB, "
-          f"{bundle.model.count_params():,} parameters")
-    print(f"clip {args.clip.name}: {len(maps)} segments, {args.runs} warm runs, {args.threads} TF thread(s)")
+    paths = {
+        "LiteRT Predictor (ours)": bundle.predictor(args.threads),
+        "Keras tf.function (old)": KerasPredictor(model, bundle),
+        "Keras model.predict": lambda _: model.predict(x, verbose=0),
+    }
+    print(f"\nwarm inference: model {settings.model_path.name} version {bundle.version}, {model.count_params():,} "
+          f"parameters, {len(bundle.files['model.tflite']) / 1e6:.2f} MB export; {len(maps)} segments, "
+          f"{args.runs} warm runs, {args.threads} thread(s)")
     print(f"{'path':<28}{'median ms':>10}{'p95 ms':>10}")
-    print(f"{'Predictor (tf.function)':<28}{ours_med:>10.2f}{ours_p95:>10.2f}")
-    print(f"{'model.predict':<28}{naive_med:>10.2f}{naive_p95:>10.2f}")
-    print(f"speed-up (median): {naive_med / ours_med:.1f}x; target median < {TARGET_MS:g} ms: "
-          f"{'met' if ours_med < TARGET_MS else 'NOT met'}")
+    medians = {}
+    for name, predict in paths.items():
+        medians[name], p95 = summary(timed_ms(lambda: predict(maps), args.runs))
+        print(f"{name:<28}{medians[name]:>10.2f}{p95:>10.2f}")
+    ours_ms = medians["LiteRT Predictor (ours)"]
+    print(f"speed-up of LiteRT (median): {medians['Keras tf.function (old)'] / ours_ms:.1f}x over the old predictor, "
+          f"{medians['Keras model.predict'] / ours_ms:.1f}x over model.predict; target median < {TARGET_MS:g} ms: "
+          f"{'met' if ours_ms < TARGET_MS else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Throughput on a real library: the naive pipeline against genretag, in one run.
 
-Modes (each in a fresh process, so memory and TensorFlow state never leak between them):
+Modes (each in a fresh process, so memory and interpreter state never leak between them):
 
 * ``naive``      baseline, not the product: ``librosa.load`` of the whole file, MFCC of every 3-s
-                 segment one by one, ``model.predict`` per track; one process, as such scripts run.
+                 segment one by one, Keras ``model.predict`` per track (TensorFlow); one process, as
+                 such scripts run.
 * ``direct``     genretag's own path in process: ``classify.prepare`` in a pool of decode processes
                  while the main process runs ``Classifier.decide`` on batches (overlap of I/O and
                  compute), and ``direct-serial`` the same without overlap (decode a batch, wait,
@@ -15,7 +16,8 @@ Modes (each in a fresh process, so memory and TensorFlow state never leak betwee
 Printed per mode: tracks/s, audio hours per hour, ratio against naive, share of the time spent
 decoding (where the mode can be instrumented), and each process's peak RSS. ``--memory`` also
 runs the memory check: one Celery worker process classifying 100 real tracks ten times over,
-its RSS after each 100 classifications.
+its RSS after each 100 classifications; then the same for the old product (Keras on TensorFlow,
+bench/baseline.py) over ``--baseline-scans`` rounds.
 
     python bench/throughput.py [--library /work/music-full] [--limit N] [--modes naive direct ...] [--memory]
 """
@@ -35,7 +37,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import baseline
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the naive mode and the old product load TensorFlow
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LIBRARY = REPO.parent / "music-full"
@@ -102,11 +106,14 @@ def run_naive(paths: Sequence[str], model_path: str, threads: int) -> Run:
     import librosa
     import numpy as np
 
+    from genretag.bundle import load_bundle
     from genretag.features import FEATURES as P
-    from genretag.model import configure_tensorflow, load_bundle
+    from genretag.training.export import keras_model
+    from genretag.training.networks import configure_tensorflow
 
     configure_tensorflow(threads)
     bundle = load_bundle(model_path)
+    model = keras_model(bundle)
     run = Run("naive")
     t0 = time.perf_counter()
     for path in paths:
@@ -125,7 +132,7 @@ def run_naive(paths: Sequence[str], model_path: str, threads: int) -> Run:
             if len(m) == P.n_frames:
                 maps.append(m)
         if maps:
-            bundle.model.predict(bundle.normalise(np.array(maps, np.float32)), verbose=0)
+            model.predict(bundle.normalise(np.array(maps, np.float32)), verbose=0)
             run.tracks += 1
         else:
             run.failed += 1
@@ -185,7 +192,7 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
     from genretag.classify import Classifier, Unsettled
 
     run = Run("direct" if overlap else "direct-serial")
-    ctx = mp.get_context("spawn")  # decode processes never inherit TensorFlow's threads
+    ctx = mp.get_context("spawn")  # decode processes never inherit the interpreter's threads
     with ProcessPoolExecutor(settings.worker_count, mp_context=ctx, initializer=_instrument_decoding) as pool:
         list(pool.map(time.sleep, [0.2] * settings.worker_count))  # start the processes before timing
         classifier = Classifier.load(settings)
@@ -228,7 +235,7 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
         for i, pid in enumerate(pool._processes):  # noqa: SLF001 - the pids, to read their peak RSS
             run.peak_rss_mb[f"decoder{i + 1}"] = status_kb(pid, "VmHWM") / 1024
     run.peak_rss_mb["main"] = status_kb("self", "VmHWM") / 1024
-    run.note = f"{settings.worker_count} decode processes, batches of {size} tracks, TF {settings.threads_per_worker} thread(s)"
+    run.note = f"{settings.worker_count} decode processes, batches of {size} tracks, LiteRT {settings.threads_per_worker} thread(s)"
     return run
 
 
@@ -306,11 +313,13 @@ def _db_counts(url: str) -> tuple[int, int]:
 
 
 def memory_check(paths: Sequence[str], lengths: dict[str, float], settings, redis_url: str,
-                 per_scan: int = 100, scans: int = 10) -> list[tuple[int, float, int]]:
+                 per_scan: int = 100, scans: int = 10, base_env: dict[str, str] | None = None,
+                 ) -> list[tuple[int, float, int]]:
     """RSS of the one process of a Celery worker (concurrency 1) after every ``per_scan`` classifications.
 
     The worker classifies ``per_scan`` real tracks (at least 5 s long) again and again through
-    ``genretag scan --force``, so it runs the product's task path, database writes included.
+    ``genretag scan --force``, so it runs the product's task path, database writes included;
+    ``base_env`` (``baseline.env()``) runs the old product instead.
     Returns (classifications so far, RSS MB, pid of the pool process) after each scan.
     """
     import re
@@ -323,8 +332,8 @@ def memory_check(paths: Sequence[str], lengths: dict[str, float], settings, redi
     lib.mkdir()
     for i, p in enumerate(chosen):
         (lib / f"{i:04d}-{Path(p).name}").symlink_to(p)
-    env = {**os.environ, "GENRETAG_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}", "GENRETAG_WORKERS": "1",
-           "GENRETAG_BROKER_URL": redis_url, "GENRETAG_FOLLOW_SYMLINKS": "1",
+    env = {**(base_env or os.environ), "GENRETAG_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
+           "GENRETAG_WORKERS": "1", "GENRETAG_BROKER_URL": redis_url, "GENRETAG_FOLLOW_SYMLINKS": "1",
            **vote_env(settings)}
     redis.Redis.from_url(redis_url).flushdb()
     worker = subprocess.Popen([sys.executable, "-m", "genretag.cli", "worker", "--loglevel", "warning"],
@@ -364,6 +373,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="also the 100 / 1,000 classifications RSS check")
+    parser.add_argument("--baseline-scans", type=int, default=2, help="rounds of 100 for the old product's RSS")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="a Redis db used only by this bench")
     args = parser.parse_args()
 
@@ -399,11 +409,17 @@ def main() -> None:
               "repeated", flush=True)
         marks = memory_check(paths, lengths, settings, args.redis_url)
         for done, mb, pid in marks:
-            print(f"  after {done:>5} classifications: RSS {mb:6.0f} MB (pid {pid})")
+            print(f"  ours (LiteRT): after {done:>5} classifications: RSS {mb:6.0f} MB (pid {pid})", flush=True)
+        old = memory_check(paths, lengths, settings, args.redis_url, scans=args.baseline_scans,
+                           base_env=baseline.env())
+        for done, mb, pid in old:
+            print(f"  old (Keras/TF, {baseline.BASELINE_REF}): after {done:>5} classifications: RSS {mb:6.0f} MB "
+                  f"(pid {pid})")
         first, last = marks[0][1], marks[-1][1]
-        print(f"  growth from {marks[0][0]} to {marks[-1][0]}: {100 * (last - first) / first:+.1f}% "
-              f"(limit +10%: {'met' if last <= 1.1 * first else 'NOT met'}); "
-              f"same process throughout: {len({pid for _, _, pid in marks}) == 1}")
+        print(f"  ours: growth from {marks[0][0]} to {marks[-1][0]}: {100 * (last - first) / first:+.1f}% "
+              f"(limit +10%: {'met' if last <= 1.1 * first else 'NOT met'}); RSS {last:.0f} MB "
+              f"(limit 200 MB: {'met' if last <= 200 else 'NOT met'}), old {old[0][1]:.0f} MB after {old[0][0]}, "
+              f"ratio {old[0][1] / first:.1f}x; same process throughout: {len({pid for _, _, pid in marks}) == 1}")
     if args.limit:
         shutil.rmtree(root)
 

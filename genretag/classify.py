@@ -2,7 +2,7 @@
 
 This is the single classification path. ``genretag classify``, the local-mode scan and the Celery
 task all go through :class:`Classifier`. The work is split in two so callers can overlap it:
-:func:`prepare` (decode and MFCC: CPU-bound, no TensorFlow, safe in any process) and
+:func:`prepare` (decode and MFCC: CPU-bound, no model, safe in any process) and
 :meth:`Classifier.decide` (one batched forward pass for any number of prepared tracks, then votes).
 
 A long track is voted in stages, a sequential test: the first stage decodes ``first_windows``
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from genretag import audio, descriptors, features, fusion
+from genretag.bundle import Bundle, load_bundle, read_meta
 from genretag.config import Settings
 from genretag.features import FEATURES, FeatureParams
 
@@ -167,8 +168,6 @@ def settled(probabilities: np.ndarray, population: int, z: float) -> bool:
 @functools.lru_cache(maxsize=4)
 def wants_descriptors(model_path: Path) -> bool:
     """The bundle at ``model_path`` holds a descriptor network (read once per process from its meta)."""
-    from genretag.model import read_meta
-
     return "descriptor" in read_meta(model_path)
 
 
@@ -236,19 +235,15 @@ def vote(probabilities: np.ndarray, labels: Sequence[str]) -> tuple[str, dict[st
 class Classifier:
     """A loaded model plus the settings that decide which segments vote. Load once per process."""
 
-    def __init__(self, bundle, settings: Settings) -> None:  # bundle: model.ModelBundle
-        from genretag.model import Predictor
-
+    def __init__(self, bundle: Bundle, settings: Settings) -> None:
         self.bundle = bundle
         self.settings = settings
-        self.predict = Predictor(bundle)
+        self.predict = bundle.predictor(settings.threads_per_worker)
         self.fuse = bundle.fusion()
+        self.describe = bundle.descriptor_predictor(settings.threads_per_worker) if bundle.descriptor else None
 
     @classmethod
     def load(cls, settings: Settings) -> Classifier:
-        from genretag.model import configure_tensorflow, load_bundle
-
-        configure_tensorflow(settings.threads_per_worker)
         return cls(load_bundle(settings.model_path), settings)
 
     @property
@@ -288,8 +283,9 @@ class Classifier:
         """The CNN's vote, fused with the descriptor network's output when there is one, calibrated, then the call."""
         labels = self.bundle.labels
         _, votes, mean = vote(probs, labels)
-        part = self.bundle.descriptor
-        described = part.predict(track.descriptors[None, :])[0] if part and track.descriptors is not None else None
+        described = None
+        if self.describe is not None and track.descriptors is not None:
+            described = self.describe(track.descriptors[None, :])[0]
         fused = self.fuse(np.array([mean[g] for g in labels]), described)[0]
         decision = fusion.call(fused, labels, self.settings.min_confidence, self.settings.runner_up_ratio)
         genre = decision.genre

@@ -1,6 +1,7 @@
 """The ``genretag`` command group: every command is a thin view onto the package's functions.
 
-Heavy imports (TensorFlow, librosa, SQLAlchemy) happen inside the commands, so ``--help`` is fast.
+Heavy imports (librosa, LiteRT, SQLAlchemy; TensorFlow for `train` only) happen inside the commands,
+so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from pathlib import Path
 import click
 
 from genretag.config import Settings, get_settings
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class _Commands(click.Group):
@@ -126,7 +125,7 @@ def worker(ctx: click.Context, loglevel: str) -> None:
     if settings.local_mode:
         raise click.UsageError("a worker needs a broker: set GENRETAG_BROKER_URL or --broker-url "
                                "(without one, `genretag scan` classifies in-process)")
-    click.echo(f"worker: {settings.worker_count} processes x {settings.threads_per_worker} TensorFlow threads, "
+    click.echo(f"worker: {settings.worker_count} processes x {settings.threads_per_worker} inference threads, "
                f"queue {settings.task_queue} on {redact_url(settings.broker_url)}", err=True)
     configure(settings).worker_main(["worker", f"--concurrency={settings.worker_count}", "--pool=prefork",
                                      f"--queues={settings.task_queue}", f"--loglevel={loglevel}"])
@@ -143,9 +142,13 @@ def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None
     runner-up is close); the JSON carries ``uncertain``, ``runner_up`` and the calibrated probabilities.
     """
     from genretag.audio import AudioError
+    from genretag.bundle import BundleError
     from genretag.classify import Classifier
 
-    classifier = Classifier.load(settings_of(ctx))
+    try:
+        classifier = Classifier.load(settings_of(ctx))
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
     failed = 0
     for path in files:
         try:
@@ -170,6 +173,15 @@ def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None
     sys.exit(1 if failed else 0)
 
 
+def require_tensorflow() -> None:
+    """Stop with one line saying how to get TensorFlow, which only training needs."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise click.ClickException("training needs TensorFlow, which is not installed: "
+                                   "pip install 'genretag[train]'") from None
+
+
 def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts: bool = True):
     """Discover a GTZAN folder and load the MFCC maps of its clips (cached), with a progress bar."""
     from genretag.training.datasets import discover, load_features
@@ -183,7 +195,7 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 
 @cli.command()
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
-@click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.model.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
+@click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.training.networks.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
 @click.option("--recipe", "recipe_name", type=click.Choice(["seed", "ours"]), default="seed", show_default=True, help="Training settings to start from (genretag.training.train.RECIPES); options below override them.")
 @click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Bundle to write [default: genretag-ARCH.genretag].")
@@ -212,7 +224,11 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
     ``--arch dense`` is the descriptor network: a random search over its settings, cross-validated
     by track on the descriptor table's train+valid rows (`genretag fuse` puts the chosen one in a bundle).
     """
-    from genretag.model import BundleError, members
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    require_tensorflow()
+    from genretag.bundle import BundleError
+    from genretag.training import export
+    from genretag.training.networks import members
     from genretag.training.train import cross_validate, recipe, train_model
 
     if arch == "dense":
@@ -243,7 +259,7 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
             report.write_text(json.dumps(summary, indent=2) + "\n")
         return
     result = train_model(dataset, tracks, excerpts, config, verbose)
-    path = result.bundle.save(out or Path(f"genretag-{arch}.genretag"))
+    path = export.save(result.model, result.bundle, out or Path(f"genretag-{arch}.genretag"))
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {result.bundle.version}, "
                f"{result.epochs_run} epochs (best {result.best_epoch})")
 
@@ -251,8 +267,8 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
 def _search_dense(data: Path, splits: Path | None, folds: int, trials: int, report: Path | None, seed: int,
                   threads: int) -> None:
     """The descriptor network's random search, printed as a table and written to ``report``."""
-    from genretag.model import configure_tensorflow
     from genretag.training.descriptors import TableError, search, split_tables
+    from genretag.training.networks import configure_tensorflow
 
     configure_tensorflow(threads)
     try:
@@ -288,8 +304,10 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
     The choice uses only train+valid tracks, each predicted by models that did not train on it; the
     descriptor network is then trained on all train+valid rows of the table with the search's best settings.
     """
+    require_tensorflow()
+    from genretag.bundle import load_bundle
     from genretag.fusion import Fusion
-    from genretag.model import configure_tensorflow, load_bundle
+    from genretag.training.networks import configure_tensorflow
     from genretag.training.calibrate import calibration_report
     from genretag.training.descriptors import DenseConfig, TableError, split_tables
     from genretag.training.fuse import cv_table, descriptor_held_out, fused_bundle, joined, write_calibration
@@ -349,16 +367,21 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
 @click.option("--split", type=click.Choice(["test", "valid", "all"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for evaluation.json and confusion.png.")
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
-@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="Inference threads.")
 def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path | None, threads: int) -> None:
-    """Evaluate MODEL on whole GTZAN tracks (all segments, track vote): accuracy, per genre, confusion."""
-    from genretag.model import configure_tensorflow, load_bundle
+    """Evaluate MODEL on whole GTZAN tracks (all segments, track vote): accuracy, per genre, confusion.
+
+    Runs the bundle's LiteRT export, as classification does, so the figures are those of what ships.
+    """
+    from genretag.bundle import BundleError, load_bundle
     from genretag.training.datasets import discover, load_features
     from genretag.training.evaluate import held_out_votes, predict_tracks, select_tracks, table, track_metrics, write_report
     from genretag.training.splits import dataset_sides
 
-    configure_tensorflow(threads)
-    bundle = load_bundle(model)
+    try:
+        bundle = load_bundle(model)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
     dataset = discover(data, splits)
     sides, how = dataset_sides(dataset)
     clips = [c for c in dataset.clips if split == "all" or sides.get(c.track_id) == split]
@@ -366,7 +389,7 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
         tracks = select_tracks(load_features(bar, settings_of(click.get_current_context()).cache_dir), sides, split)
     if not tracks:
         raise click.ClickException(f"no {split} tracks found under {data}")
-    segment_probs = predict_tracks(bundle, tracks)
+    segment_probs = predict_tracks(bundle.predictor(threads), tracks)
     metrics = track_metrics(tracks, segment_probs, bundle.labels)
     metrics = {"model": str(model), "model_version": bundle.version, "data": str(dataset.root),
                "layout": dataset.layout, "split": split, "split_source": how, **metrics,
@@ -376,10 +399,11 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
         report, png = write_report(metrics, out, f"{bundle.version}: {split} tracks of {dataset.root.name}")
         click.echo(f"wrote {report} and {png}")
     if bundle.descriptor is not None:
-        _evaluate_fused(bundle, tracks, segment_probs, data, splits, split, out)
+        _evaluate_fused(bundle, tracks, segment_probs, data, splits, split, out, threads)
 
 
-def _evaluate_fused(bundle, tracks, segment_probs, data: Path, splits: Path | None, split: str, out: Path | None) -> None:
+def _evaluate_fused(bundle, tracks, segment_probs, data: Path, splits: Path | None, split: str, out: Path | None,
+                    threads: int) -> None:
     """The descriptor network on every table row of the split, then CNN, descriptor and fused side by side from audio."""
     from genretag.training.calibrate import reliability_png
     from genretag.training.descriptors import TableError, split_tables
@@ -394,8 +418,9 @@ def _evaluate_fused(bundle, tracks, segment_probs, data: Path, splits: Path | No
             click.echo(f"no descriptor table: {exc}", err=True)
     with click.progressbar(tracks, label=f"descriptors of {len(tracks)} {split} clips", file=sys.stderr) as bar:
         rows = descriptor_rows(list(bar))
-    report = fused_report(bundle, tracks, segment_probs, rows, settings.min_confidence)
-    on_table = table_report(bundle, rows_of_split) if rows_of_split is not None else None
+    describe = bundle.descriptor_predictor(threads)
+    report = fused_report(bundle, describe, tracks, segment_probs, rows, settings.min_confidence)
+    on_table = table_report(bundle.labels, describe, rows_of_split) if rows_of_split is not None else None
     report = {"model_version": bundle.version, "split": split, "table": on_table, **report}
     click.echo(f"\nfused model ({report['fusion']}):\n{fused_table(report, on_table)}")
     if out:

@@ -59,7 +59,7 @@ class Settings:
     # Inference and concurrency.
     batch_tracks: int = 8  # tracks whose segments share one forward pass in local mode
     workers: int = 0  # local-mode decode processes and Celery concurrency; 0 means one per core
-    tf_threads: int = 0  # TensorFlow intra-op threads per process; 0 means cores // workers
+    inference_threads: int = 0  # LiteRT (XNNPACK) threads per process; 0 means cores // workers
 
     # Producer.
     library_roots: tuple[str, ...] = ()  # scanned by `genretag beat` and checked by workers
@@ -91,8 +91,8 @@ class Settings:
 
     @property
     def threads_per_worker(self) -> int:
-        """Threads for TensorFlow so that workers x threads fits the cores."""
-        return self.tf_threads or max(1, (os.cpu_count() or 1) // self.worker_count)
+        """Inference threads per process, so that workers x threads fits the cores."""
+        return self.inference_threads or max(1, (os.cpu_count() or 1) // self.worker_count)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

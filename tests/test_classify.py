@@ -245,7 +245,7 @@ def test_prepare_names_too_short_and_silent_files(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
-    return Classifier.load(Settings(tf_threads=1, workers=1))
+    return Classifier.load(Settings(inference_threads=1, workers=1))
 
 
 @pytest.fixture(scope="module")

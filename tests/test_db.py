@@ -11,7 +11,7 @@ from genretag.classify import TrackResult
 from genretag.db import Prediction, ScanRun, Track, TrackStatus, get_engine, session_scope
 from genretag.db import store
 from genretag.db.engine import alembic_config, current_revision, head_revision
-from genretag.model import GENRES
+from genretag.bundle import GENRES
 
 
 def result_for(path: str, genre: str = "rock", version: str = "v1", share: float = 0.6) -> TrackResult:

@@ -113,7 +113,7 @@ def test_workers_scale_and_the_producer_runs_once(services: dict[str, Any]) -> N
     grace = int(worker["stop_grace_period"].rstrip("s"))
     assert grace > Settings().task_time_limit  # a stopping worker finishes its tasks before the KILL
     worker_settings = Settings.from_env({k: str(v) for k, v in worker["environment"].items()})
-    assert worker_settings.workers >= 1 and worker_settings.tf_threads >= 1
+    assert worker_settings.workers >= 1 and worker_settings.inference_threads >= 1
     producer = services["producer"]
     assert producer["restart"] == "no" and producer["profiles"]
     assert producer["command"] == ["scan", "/music"]
@@ -154,6 +154,15 @@ def test_dockerfile_installs_the_package_and_runs_the_genretag_script() -> None:
     copied = " ".join(arg for kind, arg in steps if kind == "COPY")
     assert "pyproject.toml" in copied and "genretag" in copied
     assert dict(steps).get("USER") not in (None, "root")
+
+
+def test_the_image_installs_the_runtime_without_tensorflow() -> None:
+    installs = [arg for kind, arg in dockerfile_instructions() if kind == "RUN" and "pip install" in arg]
+    assert installs and not any("[" in arg or "tensorflow" in arg for arg in installs)  # no extra: no `train`
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith(("tensorflow", "keras"))]
+    assert [d for d in project["dependencies"] if d.startswith("ai-edge-litert")]
+    assert [d for d in project["optional-dependencies"]["train"] if d.startswith("tensorflow")]
 
 
 def test_dockerignore_keeps_what_the_image_needs() -> None:

@@ -39,8 +39,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "GENRETAG_BROKER_URL": settings.broker_url,
         "GENRETAG_TASK_QUEUE": settings.task_queue,
         "GENRETAG_WORKERS": "2",
-        "GENRETAG_TF_THREADS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "GENRETAG_INFERENCE_THREADS": "1",
     }
 
 
@@ -120,7 +119,7 @@ def test_celery_workers_tag_a_real_library_into_postgresql(
 ) -> None:
     library = tmp_path / "library"
     expected = build_library(library, real_library, gtzan_dir)
-    settings = Settings(database_url=pg_url, broker_url=redis_url, task_queue=task_queue, workers=2, tf_threads=1,
+    settings = Settings(database_url=pg_url, broker_url=redis_url, task_queue=task_queue, workers=2, inference_threads=1,
                         max_outstanding=4)
     command = [sys.executable, "-m", "celery", "-A", "genretag.worker.app", "worker", *worker_options(task_queue)]
     with running(command, settings, tmp_path / "worker.log") as worker:
@@ -166,7 +165,7 @@ def test_genretag_worker_command_on_sqlite(
         (library / Path(clip).name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(gtzan_dir / clip, library / Path(clip).name)
     (library / "corrupt.flac").write_bytes(b"fLaC" + os.urandom(8000))
-    settings = Settings(database_url=sqlite_url, broker_url=redis_url, task_queue=task_queue, workers=2, tf_threads=1)
+    settings = Settings(database_url=sqlite_url, broker_url=redis_url, task_queue=task_queue, workers=2, inference_threads=1)
     genretag = str(Path(sys.executable).with_name("genretag"))
     command = [genretag, "--database-url", sqlite_url, "--broker-url", redis_url, "--workers", "2", "worker"]
     with running(command, settings, tmp_path / "worker.log") as worker:

@@ -120,7 +120,7 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
 def genretag_env(**settings: object) -> dict[str, str]:
     """The environment for a genretag process: ours, minus any GENRETAG_* setting, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENRETAG_")}
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "GENRETAG_TF_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    env.update({"GENRETAG_INFERENCE_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     env.update({f"GENRETAG_{k.upper()}": str(v) for k, v in settings.items()})
     return env
 

@@ -20,7 +20,7 @@ CLIPS = ["blues/blues.00000.opus", "jazz/jazz.00001.opus", "metal/metal.00002.op
 
 
 def settings_for(url: str, **kw) -> Settings:
-    return Settings(database_url=url, broker_url="", workers=2, tf_threads=1, **kw)
+    return Settings(database_url=url, broker_url="", workers=2, inference_threads=1, **kw)
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_scan_diff_second_run_queues_nothing_then_touch_delete_new_model_and_for
     dry = scan(library, settings, dry_run=True)
     assert (dry.scan_id, dry.counts.found, dry.counts.queued, dry.counts.missing) == (None, 2, 0, 0)
 
-    from genretag.model import load_bundle
+    from genretag.bundle import load_bundle
 
     bundle = load_bundle(settings.model_path)
     bundle.version = "test-newer-model"

@@ -24,7 +24,7 @@ from genretag.db.queries import (
     library_stats,
     literal_prefix,
 )
-from genretag.model import GENRES
+from genretag.bundle import GENRES
 
 # path -> (genre, vote share) of model v1; None: no prediction. Names hold %, _, quotes, case twins.
 TAGGED = {

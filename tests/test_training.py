@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +161,7 @@ def test_augmentation_keeps_shapes_and_changes_values() -> None:
 
 
 def test_tiny_training_separates_tones_from_noise(synthetic_gtzan: Path, training_cache: Path, tmp_path: Path) -> None:
-    from genretag.model import load_bundle
+    from genretag.bundle import load_bundle
     from genretag.training.evaluate import predict_tracks, track_metrics
 
     out = tmp_path / "tiny.genretag"
@@ -170,6 +172,7 @@ def test_tiny_training_separates_tones_from_noise(synthetic_gtzan: Path, trainin
     assert result.exit_code == 0, result.output
 
     bundle = load_bundle(out)
+    assert set(bundle.files) == {"model.tflite", "model.weights.h5"}  # the runtime export beside the weights
     assert bundle.version.startswith("2026.11-seed-")
     data = bundle.training["data"]
     assert data["layout"] == "kaggle" and data["split"].startswith("stratified")
@@ -180,8 +183,17 @@ def test_tiny_training_separates_tones_from_noise(synthetic_gtzan: Path, trainin
     sides, _ = dataset_sides(dataset)
     held_out = [t for t in load_features(dataset.clips, training_cache) if sides[t.clip.track_id] == "test"]
     assert len(held_out) == 6
-    metrics = track_metrics(held_out, predict_tracks(bundle, held_out), bundle.labels)
+    metrics = track_metrics(held_out, predict_tracks(bundle.predictor(threads=1), held_out), bundle.labels)
     assert metrics["balanced_track_accuracy"] >= 0.9, metrics  # chance is 0.5
+
+
+def test_train_without_tensorflow_says_how_to_get_it_in_one_line(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['tensorflow'] = None; from genretag.cli import main; "
+            "sys.argv = ['genretag', 'train', '--data', sys.argv[1]]; main()")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "Error: training needs TensorFlow, which is not installed: pip install 'genretag[train]'"]
 
 
 def test_cross_validation_reports_every_fold(synthetic_gtzan: Path, training_cache: Path, tmp_path: Path) -> None:

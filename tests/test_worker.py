@@ -23,7 +23,7 @@ CLIP = "blues/blues.00003.opus"
 
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
-    return Classifier.load(Settings(tf_threads=1))
+    return Classifier.load(Settings(inference_threads=1))
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_the_celery_task_runs_the_job(sqlite_url: str, library: Path, classifier
 
 
 def test_celery_worker_without_a_broker_stops_with_the_reason() -> None:
-    env = {**os.environ, "GENRETAG_BROKER_URL": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "GENRETAG_BROKER_URL": ""}
     proc = subprocess.run([sys.executable, "-m", "celery", "-A", "genretag.worker.app", "worker", "--concurrency", "1"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0

@@ -1,8 +1,8 @@
 """Embedded local mode: classify in-process, no broker, no servers.
 
 A pool of spawned processes decodes and computes MFCCs (:func:`genretag.classify.prepare`, no
-TensorFlow, nothing forked from a process that holds TensorFlow state). This process loads the
-model once and runs one forward pass per batch of ``batch_tracks`` prepared tracks; a track whose
+model, nothing forked from a process that holds an interpreter's threads). This process loads the
+model (one LiteRT interpreter) once and runs one forward pass per batch of ``batch_tracks`` prepared tracks; a track whose
 staged vote is still open goes back to the pool for its next stage. Outcomes go through the same
 :mod:`genretag.worker.job` functions as the Celery task. At most a few tracks per decoder are in
 flight, so memory stays flat whatever the library's size.
@@ -107,7 +107,7 @@ class LocalRunner:
 
     @property
     def classifier(self) -> Classifier:
-        """Loaded on first use, so a scan with nothing to do never starts TensorFlow."""
+        """Loaded on first use, so a scan with nothing to do never loads the model."""
         if self._classifier is None:
             self._classifier = loaded_classifier(self.settings, os.stat(self.settings.model_path).st_mtime_ns)
         return self._classifier

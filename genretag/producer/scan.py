@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from genretag.config import Settings
 from genretag.db import session_scope, store
-from genretag.model import read_meta
+from genretag.bundle import read_meta
 from genretag.producer.diff import plan_batch
 from genretag.producer.walk import FoundFile, walk
 from genretag.worker.job import is_inside

@@ -27,7 +27,7 @@ import numpy as np
 
 from genretag import audio, features
 from genretag.features import FEATURES, FeatureParams
-from genretag.model import GENRES
+from genretag.bundle import GENRES
 
 log = logging.getLogger(__name__)
 

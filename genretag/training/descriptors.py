@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from genretag.model import GENRES, DescriptorPart, build_dense
+from genretag.bundle import DESCRIPTOR_TFLITE, GENRES
+from genretag.training.networks import build_dense
 
 TABLE_NAME = "features_30_sec.csv"
 NOT_FEATURES = ("filename", "length", "label")
@@ -96,19 +97,41 @@ class DenseConfig:
         return {**dataclasses.asdict(self), "layers": list(self.layers)}
 
 
+@dataclass
+class TrainedDescriptor:
+    """A trained descriptor network with the standardisation of its inputs (from its training rows)."""
+
+    model: Any  # keras.Model, architecture ``dense``
+    config: DenseConfig
+    columns: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    rows: int
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Descriptor rows (n, n_columns) to probabilities (n, n_labels), in Keras."""
+        return np.asarray(self.model(((x - self.mean) / self.std).astype(np.float32), training=False))
+
+    def section(self, rule: str, weight: float) -> dict[str, Any]:
+        """The bundle's ``descriptor`` entry of meta.json for this network fused by ``rule`` at CNN ``weight``."""
+        from genretag import descriptors
+
+        if tuple(descriptors.COLUMNS) != self.columns:
+            raise ValueError("the table's columns are not the ones genretag.descriptors computes")
+        return {"architecture": "dense", "layers": list(self.config.layers), **descriptors.expected(),
+                "normalisation": {"mean": self.mean.tolist(), "std": self.std.tolist()}, "file": DESCRIPTOR_TFLITE,
+                "fusion": {"rule": rule, "weight": weight},
+                "training": {"settings": self.config.to_dict(), "rows": self.rows}}
+
+
 def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), x.std(axis=0) + 1e-9
 
 
-def fit_dense(table: DescriptorTable, config: DenseConfig, labels: Sequence[str] = GENRES) -> DescriptorPart:
-    """Train on every row of ``table`` for ``config.epochs`` with class weights (the lists are uneven).
-
-    The result's ``features`` are this code's descriptor parameters: the table's columns are what
-    :func:`genretag.descriptors.of_windows` computes from audio.
-    """
+def fit_dense(table: DescriptorTable, config: DenseConfig, labels: Sequence[str] = GENRES) -> TrainedDescriptor:
+    """Train on every row of ``table`` for ``config.epochs`` with class weights (the lists are uneven)."""
     from tensorflow import keras
 
-    from genretag import descriptors
     from genretag.training.train import class_weights
 
     keras.utils.set_random_seed(config.seed)
@@ -121,8 +144,7 @@ def fit_dense(table: DescriptorTable, config: DenseConfig, labels: Sequence[str]
               sample_weight=weights[y], epochs=config.epochs, batch_size=config.batch_size, verbose=0)
     trained = build_dense(table.x.shape[1], len(labels), config.layers)  # without the optimizer's state
     trained.set_weights(model.get_weights())
-    return DescriptorPart(trained, config.layers, table.columns, descriptors.expected()["features"], mean, std,
-                          training={"settings": config.to_dict(), "rows": len(table.track_ids)})
+    return TrainedDescriptor(trained, config, table.columns, mean, std, len(table.track_ids))
 
 
 def cross_validate_dense(

@@ -8,7 +8,7 @@ reported beside it. Excerpts are never evaluated: a 3-second piece is no track.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,19 @@ REPORT_NAME = "evaluation.json"
 CONFUSION_NAME = "confusion.png"
 
 
-def predict_tracks(bundle, tracks: Sequence[TrackFeatures], shifted: bool = False) -> list[np.ndarray]:
-    """Segment probabilities (n_segments, n_labels) of each track, in one pass through the predictor.
+def predict_tracks(
+    predict: Callable[[np.ndarray], np.ndarray], tracks: Sequence[TrackFeatures], shifted: bool = False
+) -> list[np.ndarray]:
+    """Segment probabilities (n_segments, n_labels) of each track, in one call of ``predict``.
 
-    With ``shifted``, the half-segment-shifted segments vote too (twice the votes, overlapping).
+    ``predict`` is a bundle's LiteRT predictor (``genretag evaluate``: the figures are those of what
+    ships) or a Keras one (cross-validation folds). With ``shifted``, the half-segment-shifted
+    segments vote too (twice the votes, overlapping).
     """
-    from genretag.model import Predictor
-
     if not tracks:
         return []
     views = [t.views(shifted) for t in tracks]
-    probs = Predictor(bundle)(np.concatenate(views))
+    probs = predict(np.concatenate(views))
     bounds = np.cumsum([0] + [len(v) for v in views])
     return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -172,8 +174,8 @@ def descriptor_rows(tracks: Sequence[TrackFeatures]) -> np.ndarray:
     return np.stack([descriptors.of_windows(audio.load(t.clip.path, descriptors.SR)[None, :]) for t in tracks])
 
 
-def fused_report(bundle, tracks: Sequence[TrackFeatures], segment_probs: Sequence[np.ndarray], rows: np.ndarray,
-                 min_confidence: float) -> dict[str, Any]:
+def fused_report(bundle, describe, tracks: Sequence[TrackFeatures], segment_probs: Sequence[np.ndarray],
+                 rows: np.ndarray, min_confidence: float) -> dict[str, Any]:
     """CNN (vote of all segments), descriptor network, and the bundle's calibrated fusion, on the same tracks.
 
     Also the fused model's calibration (NLL, ECE, reliability) and its precision-coverage curve,
@@ -187,7 +189,7 @@ def fused_report(bundle, tracks: Sequence[TrackFeatures], segment_probs: Sequenc
     index = {g: i for i, g in enumerate(labels)}
     y = np.array([index[t.clip.genre] for t in tracks])
     cnn = np.stack([p.mean(axis=0) for p in segment_probs])
-    desc = bundle.descriptor.predict(rows)
+    desc = describe(rows)
     fusion = bundle.fusion()
     fused = fusion(cnn, desc)
     raw = softmax(combine(cnn, desc, fusion.rule, fusion.weight))
@@ -235,9 +237,8 @@ def fused_table(report: dict[str, Any], table_report: dict[str, Any] | None) -> 
     return "\n".join(lines)
 
 
-def table_report(bundle, rows) -> dict[str, Any]:
-    """The descriptor network on descriptor-table rows (``DescriptorTable``): figures per genre."""
+def table_report(labels: Sequence[str], describe, rows) -> dict[str, Any]:
+    """The descriptor network (``describe``: a bundle's descriptor predictor) on descriptor-table rows, per genre."""
     from genretag.training.descriptors import figures
 
-    return {"tracks": len(rows.track_ids), **figures(rows.labels(bundle.labels), bundle.descriptor.predict(rows.x),
-                                                     bundle.labels)}
+    return {"tracks": len(rows.track_ids), **figures(rows.labels(labels), describe(rows.x), labels)}

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from genretag.bundle import GENRES, Bundle
 from genretag.fusion import Fusion
-from genretag.model import GENRES, ModelBundle
 from genretag.training import calibrate
 from genretag.training.descriptors import DenseConfig, DescriptorTable, fit_dense, stat
 
@@ -91,21 +91,23 @@ def cv_table(oof: OutOfFold, folds: int = 5, seed: int = 0, labels: Sequence[str
     return out
 
 
-def fused_bundle(cnn: ModelBundle, table: DescriptorTable, config: DenseConfig, fusion: Fusion,
-                 evidence: dict[str, Any]) -> ModelBundle:
-    """``cnn`` with the descriptor network (trained on all of ``table``) and ``fusion``; a new version.
+def fused_bundle(cnn: Bundle, table: DescriptorTable, config: DenseConfig, fusion: Fusion,
+                 evidence: dict[str, Any]) -> Bundle:
+    """``cnn`` with the descriptor network (trained on all of ``table``, exported) and ``fusion``; a new version.
 
     ``fusion.weight == 1`` means the descriptor network does not help: the bundle keeps the CNN alone,
     calibrated.
     """
-    part = None
-    if fusion.weight < 1.0:
-        part = dataclasses.replace(fit_dense(table, config), rule=fusion.rule, weight=fusion.weight)
+    from genretag.training import export
+
     digest = hashlib.sha1(f"{cnn.version}|{fusion.to_dict()}|{config.to_dict()}".encode()).hexdigest()[:7]
-    suffix = "dense" if part else "cal"
-    version = f"{cnn.version}+{suffix}-{digest}"
-    return dataclasses.replace(cnn, version=version, descriptor=part, temperature=fusion.temperature,
-                               metrics={**cnn.metrics, "calibration": evidence})
+    calibrated = dataclasses.replace(cnn, calibration={"method": "temperature", "temperature": fusion.temperature},
+                                     metrics={**cnn.metrics, "calibration": evidence})
+    if fusion.weight >= 1.0:
+        return dataclasses.replace(calibrated, version=f"{cnn.version}+cal-{digest}")
+    net = fit_dense(table, config)
+    return export.with_descriptor(dataclasses.replace(calibrated, version=f"{cnn.version}+dense-{digest}"), net.model,
+                                  net.section(fusion.rule, fusion.weight))
 
 
 def write_calibration(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

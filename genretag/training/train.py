@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from genretag.features import FEATURES
-from genretag.model import GENRES, ModelBundle, members
+from genretag.bundle import GENRES, Bundle
 from genretag.training import augment as aug
 from genretag.training.datasets import Dataset, TrackFeatures
+from genretag.training.networks import (
+    LEARNING_RATE_SCALE, KerasPredictor, build, configure_tensorflow, ensemble_of, members,
+)
 from genretag.training.splits import as_arrays, by_side, dataset_sides, kfold_sides, stratified_sides
 
 VERSION_PREFIX = "2026.11"
@@ -72,7 +75,10 @@ def recipe(name: str, architecture: str) -> TrainConfig:
 
 @dataclass
 class TrainResult:
-    bundle: ModelBundle
+    """A trained network and the bundle it saves as (:func:`genretag.training.export.save`)."""
+
+    bundle: Bundle  # everything but the network's files, which the export adds
+    model: Any  # keras.Model
     history: dict[str, list[float]]  # per epoch; empty for an ensemble (see ``members``)
     best_epoch: int  # 1-based; for an ensemble, the last member's
     members: list[TrainResult] = dataclasses.field(default_factory=list)  # an ensemble's trained members
@@ -143,8 +149,6 @@ def fit(
     """
     from tensorflow import keras
 
-    from genretag.model import LEARNING_RATE_SCALE, build, configure_tensorflow
-
     if len(members(config.architecture)) > 1:
         return fit_ensemble(train, valid, config, verbose, labels)
 
@@ -184,8 +188,7 @@ def fit(
     trained.set_weights(model.get_weights())
     model = trained
     best = int(np.argmin(history["val_loss"])) + 1 if valid else len(history["loss"])
-    bundle = ModelBundle(
-        model=model,
+    bundle = Bundle(
         architecture=config.architecture,
         version=_version(config, model),
         labels=labels,
@@ -201,7 +204,7 @@ def fit(
             "history": {k: [round(v, 4) for v in vals] for k, vals in history.items()},
         },
     )
-    return TrainResult(bundle, history, best)
+    return TrainResult(bundle, model, history, best)
 
 
 def fit_ensemble(
@@ -215,16 +218,13 @@ def fit_ensemble(
 
     Member ``i`` trains with seed ``config.seed + 1000 * i``, so two members of one architecture differ.
     """
-    from genretag.model import ensemble_of
-
     names = members(config.architecture)
     trained = [fit(train, valid, config.replace(architecture=name, seed=config.seed + 1000 * i), verbose, labels)
                for i, name in enumerate(names)]
     first = trained[0].bundle  # labels, feature parameters and normalisation are the members' own
-    model = ensemble_of([t.bundle.model for t in trained], config.architecture, FEATURES.shape, len(labels))
+    model = ensemble_of([t.model for t in trained], config.architecture, FEATURES.shape, len(labels))
     bundle = dataclasses.replace(
         first,
-        model=model,
         architecture=config.architecture,
         version=_version(config, model),
         training={
@@ -235,7 +235,7 @@ def fit_ensemble(
             "members": [{k: v for k, v in t.bundle.training.items() if k != "data"} for t in trained],
         },
     )
-    return TrainResult(bundle, {}, trained[-1].best_epoch, trained)
+    return TrainResult(bundle, model, {}, trained[-1].best_epoch, trained)
 
 
 def _version(config: TrainConfig, model: Any) -> str:
@@ -320,16 +320,17 @@ def cross_validate(
         echo(f"fold {k}/{folds}: {len(groups['train'])} training items, {len(groups['valid'])} inner-validation "
              f"tracks, {len(held)} held-out tracks")
         result = fit(groups["train"], groups["valid"], config.replace(seed=config.seed + k), verbose)
-        probabilities = predict_tracks(result.bundle, held)
+        predict = KerasPredictor(result.model, result.bundle)
+        probabilities = predict_tracks(predict, held)
         metrics = track_metrics(held, probabilities, result.bundle.labels)
         out_of_fold += [{"track_id": t.clip.track_id, "genre": t.clip.genre, "fold": k,
                          "probabilities": [round(float(v), 6) for v in p.mean(axis=0)]}
                         for t, p in zip(held, probabilities)]
         metrics["best_epoch"] = result.best_epoch
         metrics["epochs_run"] = result.epochs_run
-        metrics["members"] = [track_metrics(held, predict_tracks(m.bundle, held), m.bundle.labels)
-                              for m in result.members]
-        metrics["with_shifted_segments"] = track_metrics(held, predict_tracks(result.bundle, held, shifted=True),
+        metrics["members"] = [track_metrics(held, predict_tracks(KerasPredictor(m.model, m.bundle), held),
+                                            m.bundle.labels) for m in result.members]
+        metrics["with_shifted_segments"] = track_metrics(held, predict_tracks(predict, held, shifted=True),
                                                          result.bundle.labels)
         alone = "".join(f", {m.bundle.architecture} alone {r['balanced_track_accuracy']:.3f}"
                         for m, r in zip(result.members, metrics["members"]))

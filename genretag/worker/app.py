@@ -13,7 +13,7 @@ from celery import Celery
 from genretag.config import Settings, get_settings
 from genretag.worker.schedule import beat_config
 
-TF_START_SECONDS = 60  # a child loading TensorFlow and the model is slow to report alive
+CHILD_START_SECONDS = 60  # a child loading the model on a busy machine can miss Celery's 4-s default
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "worker_concurrency": settings.worker_count,
-        "worker_proc_alive_timeout": TF_START_SECONDS,
+        "worker_proc_alive_timeout": CHILD_START_SECONDS,
         "worker_hijack_root_logger": False,
     }
 

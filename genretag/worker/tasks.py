@@ -1,6 +1,6 @@
 """The Celery task: a thin wrapper over :func:`genretag.worker.job.run`.
 
-Each worker process loads TensorFlow and the model once, when it starts, and opens its own
+Each worker process loads the model (one LiteRT interpreter) once, when it starts, and opens its own
 database engine (connection pools must not cross the fork).
 """
 
