@@ -245,9 +245,10 @@ def split_tables(data: Path, splits_dir: Path | None) -> tuple[DescriptorTable, 
     Sides (clip name to train/valid/test) come from the fault-filtered lists, as for the audio; rows
     on no list are left out.
     """
+    from genretag import descriptors
     from genretag.training.splits import read_split_lists
 
-    table = read_table(find_table(data))
+    table = read_table(find_table(data), descriptors.COLUMNS)
     splits_dir = splits_dir or next((d for d in (Path(data) / "splits", Path(data).parent / "splits")
                                      if (d / "test_filtered.txt").is_file()), None)
     if splits_dir is None:
