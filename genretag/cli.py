@@ -296,19 +296,22 @@ def _search_dense(data: Path, splits: Path | None, folds: int, trials: int, repo
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), help="Write calibration.json (with the CV table) and calibration.png here.")
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
 @click.option("--held-out-side", type=click.Choice(["train", "valid"]), help="The CNN report holds a whole list side held out (evaluate on a model trained without it): the descriptor network's held-out predictions leave that side out too.")
+@click.option("--always-fuse", is_flag=True, help="Keep the descriptor network even when the fused model is not better (to evaluate it side by side).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
 def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Path, report_dir: Path | None,
-         splits: Path | None, held_out_side: str | None, threads: int) -> None:
+         splits: Path | None, held_out_side: str | None, always_fuse: bool, threads: int) -> None:
     """Add the descriptor network to CNN_MODEL, with the fusion rule, weight and temperature chosen out of fold.
 
     The choice uses only train+valid tracks, each predicted by models that did not train on it; the
     descriptor network is then trained on all train+valid rows of the table with the search's best settings.
+    Unless the fused model beats the CNN alone there in both track and balanced accuracy (folds
+    whose fusion is chosen on the other folds), the bundle keeps the CNN alone, calibrated.
     """
     require_tensorflow()
     from genretag.bundle import load_bundle
     from genretag.fusion import Fusion
     from genretag.training.networks import configure_tensorflow
-    from genretag.training.calibrate import calibration_report
+    from genretag.training.calibrate import WEIGHTS, calibration_report
     from genretag.training.descriptors import DenseConfig, TableError, split_tables
     from genretag.training.fuse import cv_table, descriptor_held_out, fused_bundle, joined, write_calibration
 
@@ -333,8 +336,15 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
     config = DenseConfig(**{**best["config"], "layers": tuple(best["config"]["layers"])})
     descriptor = descriptor_held_out(rows, folds, config, left_out)
     oof = joined({r["track_id"]: r["probabilities"] for r in held_out["tracks"]}, descriptor)
-    report = calibration_report(oof.cnn, oof.descriptor, oof.y, cnn.labels)
     table = cv_table(oof)
+    helps = all(table["fused"][k]["mean"] > table["cnn"][k]["mean"] for k in ("track_accuracy", "balanced_track_accuracy"))
+    if not helps and always_fuse:
+        click.echo("the fused model is not better than the CNN alone on held-out tracks; fused anyway (--always-fuse)")
+        helps = True
+    elif not helps:
+        click.echo("the fused model is not better than the CNN alone on held-out tracks (track and balanced "
+                   "accuracy): the bundle keeps the CNN alone, calibrated")
+    report = calibration_report(oof.cnn, oof.descriptor, oof.y, cnn.labels, WEIGHTS if helps else (1.0,))
     fusion = report["fusion"]
     chosen = Fusion(**fusion)
     evidence = {"out_of_fold_tracks": len(oof.y), "fusion": fusion, "cnn_cv": str(cnn_cv), "split": how,
@@ -398,31 +408,33 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
     if out:
         report, png = write_report(metrics, out, f"{bundle.version}: {split} tracks of {dataset.root.name}")
         click.echo(f"wrote {report} and {png}")
-    if bundle.descriptor is not None:
+    if bundle.descriptor is not None or bundle.calibration is not None:
         _evaluate_fused(bundle, tracks, segment_probs, data, splits, split, out, threads)
 
 
 def _evaluate_fused(bundle, tracks, segment_probs, data: Path, splits: Path | None, split: str, out: Path | None,
                     threads: int) -> None:
-    """The descriptor network on every table row of the split, then CNN, descriptor and fused side by side from audio."""
+    """The descriptor network on every table row of the split, then CNN, descriptor and fused side by side from audio;
+    calibration and the precision-coverage curve of the bundle's track probabilities."""
     from genretag.training.calibrate import reliability_png
     from genretag.training.descriptors import TableError, split_tables
     from genretag.training.evaluate import CALIBRATION_PNG, FUSED_NAME, descriptor_rows, fused_report, fused_table, table_report
 
     settings = settings_of(click.get_current_context())
-    rows_of_split = None  # the table's rows are scored for the test split only (its 290 tracks)
-    if split == "test":
+    describe = bundle.descriptor_predictor(threads) if bundle.descriptor is not None else None
+    rows, rows_of_split = None, None  # the table's rows are scored for the test split only (its 290 tracks)
+    if describe is not None and split == "test":
         try:
             rows_of_split = split_tables(data, splits)[1]
         except TableError as exc:
             click.echo(f"no descriptor table: {exc}", err=True)
-    with click.progressbar(tracks, label=f"descriptors of {len(tracks)} {split} clips", file=sys.stderr) as bar:
-        rows = descriptor_rows(list(bar))
-    describe = bundle.descriptor_predictor(threads)
+    if describe is not None:
+        with click.progressbar(tracks, label=f"descriptors of {len(tracks)} {split} clips", file=sys.stderr) as bar:
+            rows = descriptor_rows(list(bar))
     report = fused_report(bundle, describe, tracks, segment_probs, rows, settings.min_confidence)
     on_table = table_report(bundle.labels, describe, rows_of_split) if rows_of_split is not None else None
     report = {"model_version": bundle.version, "split": split, "table": on_table, **report}
-    click.echo(f"\nfused model ({report['fusion']}):\n{fused_table(report, on_table)}")
+    click.echo(f"\ntrack probabilities ({report['fusion']}):\n{fused_table(report, on_table)}")
     if out:
         path = out / FUSED_NAME
         path.write_text(json.dumps(report, indent=1) + "\n")

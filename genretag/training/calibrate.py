@@ -58,7 +58,8 @@ def balanced_accuracy(probs: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean([np.mean(predicted[y == c] == c) for c in np.unique(y)]))
 
 
-def choose_fusion(cnn: np.ndarray, descriptor: np.ndarray, y: np.ndarray) -> tuple[Fusion, list[dict[str, Any]]]:
+def choose_fusion(cnn: np.ndarray, descriptor: np.ndarray, y: np.ndarray, weights: Sequence[float] = WEIGHTS
+                  ) -> tuple[Fusion, list[dict[str, Any]]]:
     """Every rule and weight, each with its own fitted temperature; the one of lowest calibrated NLL wins.
 
     NLL rather than accuracy decides: it uses every track's whole probability vector, so it is far
@@ -67,7 +68,7 @@ def choose_fusion(cnn: np.ndarray, descriptor: np.ndarray, y: np.ndarray) -> tup
     """
     grid = []
     for rule in RULES:
-        for w in WEIGHTS:
+        for w in weights:
             logp = combine(cnn, descriptor, rule, w)
             t = fit_temperature(logp, y)
             probs = softmax(logp / t)
@@ -114,9 +115,13 @@ def default_threshold(curve: Sequence[dict[str, float]], target: float = TARGET_
     return chosen
 
 
-def calibration_report(cnn: np.ndarray, descriptor: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Fusion choice, calibration before and after, and the precision-coverage curve, all on out-of-fold tracks."""
-    fusion, grid = choose_fusion(cnn, descriptor, y)
+def calibration_report(cnn: np.ndarray, descriptor: np.ndarray, y: np.ndarray, labels: Sequence[str],
+                       weights: Sequence[float] = WEIGHTS) -> dict[str, Any]:
+    """Fusion choice, calibration before and after, and the precision-coverage curve, all on out-of-fold tracks.
+
+    ``weights=(1.0,)`` calibrates the CNN alone (the descriptor network's figures are still reported).
+    """
+    fusion, grid = choose_fusion(cnn, descriptor, y, weights)
     raw = softmax(combine(cnn, descriptor, fusion.rule, fusion.weight))
     calibrated = fusion(cnn, descriptor)
     honest = cross_fitted(combine(cnn, descriptor, fusion.rule, fusion.weight), y)

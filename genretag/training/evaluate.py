@@ -178,7 +178,8 @@ def fused_report(bundle, describe, tracks: Sequence[TrackFeatures], segment_prob
                  rows: np.ndarray, min_confidence: float) -> dict[str, Any]:
     """CNN (vote of all segments), descriptor network, and the bundle's calibrated fusion, on the same tracks.
 
-    Also the fused model's calibration (NLL, ECE, reliability) and its precision-coverage curve,
+    ``describe`` is the bundle's descriptor predictor, or ``None`` for a bundle without one (the CNN,
+    calibrated). Also the fused model's calibration (NLL, ECE, reliability) and its precision-coverage curve,
     with the row at ``min_confidence``.
     """
     from genretag.fusion import combine, softmax
@@ -189,10 +190,10 @@ def fused_report(bundle, describe, tracks: Sequence[TrackFeatures], segment_prob
     index = {g: i for i, g in enumerate(labels)}
     y = np.array([index[t.clip.genre] for t in tracks])
     cnn = np.stack([p.mean(axis=0) for p in segment_probs])
-    desc = describe(rows)
+    desc = describe(rows) if describe is not None else None
     fusion = bundle.fusion()
     fused = fusion(cnn, desc)
-    raw = softmax(combine(cnn, desc, fusion.rule, fusion.weight))
+    raw = cnn if desc is None else softmax(combine(cnn, desc, fusion.rule, fusion.weight))
     curve = calibrate.precision_coverage(fused, y, sorted({*np.round(np.arange(0, 1, 0.05), 2), min_confidence}))
     at_default = next(r for r in curve if r["threshold"] == round(min_confidence, 3))
 
@@ -203,15 +204,15 @@ def fused_report(bundle, describe, tracks: Sequence[TrackFeatures], segment_prob
         "tracks": len(tracks),
         "fusion": fusion.to_dict(),
         "cnn": figures(y, cnn, labels),
-        "descriptor": figures(y, desc, labels),
+        **({"descriptor": figures(y, desc, labels)} if desc is not None else {}),
         "fused": figures(y, fused, labels),
         "calibration": {"before": calibration(raw), "after": calibration(fused)},
         "reliability": {"before": calibrate.reliability(raw, y), "after": calibrate.reliability(fused, y)},
         "precision_coverage": curve,
         "threshold": at_default,
         "calls": [{"track": t.clip.track_id, "true": t.clip.genre, "cnn": labels[int(c.argmax())],
-                   "descriptor": labels[int(d.argmax())], "fused": labels[int(f.argmax())],
-                   "confidence": round(float(f.max()), 4)} for t, c, d, f in zip(tracks, cnn, desc, fused)],
+                   "fused": labels[int(f.argmax())], "confidence": round(float(f.max()), 4)}
+                  for t, c, f in zip(tracks, cnn, fused)],
     }
 
 
@@ -222,16 +223,17 @@ def fused_table(report: dict[str, Any], table_report: dict[str, Any] | None) -> 
         d = table_report
         lines.append(f"descriptor network on the table's {d['tracks']} rows: track accuracy {d['track_accuracy']:.3f}, "
                      f"balanced {d['balanced_track_accuracy']:.3f}, NLL {d['nll']:.3f}")
-    lines.append(f"on {report['tracks']} tracks from audio:   {'CNN':>7} {'descr.':>7} {'fused':>7}")
+    models = [m for m in ("cnn", "descriptor", "fused") if m in report]
+    names = {"cnn": "CNN", "descriptor": "descr.", "fused": "fused" if "descriptor" in report else "calib."}
+    lines.append(f"on {report['tracks']} tracks from audio:   " + " ".join(f"{names[m]:>7}" for m in models))
     for key in ("track_accuracy", "balanced_track_accuracy", "nll"):
-        lines.append(f"  {key:<31}" + "".join(f" {report[m][key]:>7.3f}" for m in ("cnn", "descriptor", "fused")))
+        lines.append(f"  {key:<31}" + "".join(f" {report[m][key]:>7.3f}" for m in models))
     lines.append(f"  {'recall per genre':<24} {'tracks':>6}")
     for g, n in report["fused"]["support"].items():
         if n:
-            lines.append(f"  {g:<24} {n:>6}" + "".join(f" {report[m]['recall'][g]:>7.3f}"
-                                                      for m in ("cnn", "descriptor", "fused")))
+            lines.append(f"  {g:<24} {n:>6}" + "".join(f" {report[m]['recall'][g]:>7.3f}" for m in models))
     b, a, t = report["calibration"]["before"], report["calibration"]["after"], report["threshold"]
-    lines.append(f"calibration of the fused model: NLL {b['nll']:.3f} -> {a['nll']:.3f}, ECE {b['ece']:.3f} -> {a['ece']:.3f}")
+    lines.append(f"calibration of the track probabilities: NLL {b['nll']:.3f} -> {a['nll']:.3f}, ECE {b['ece']:.3f} -> {a['ece']:.3f}")
     lines.append(f"at min_confidence {t['threshold']:.2f}: precision {t['precision']:.3f}, coverage {t['coverage']:.3f}"
                  f" ({t['tracks']} of {report['tracks']} tracks called confident)")
     return "\n".join(lines)
