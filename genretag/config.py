@@ -53,7 +53,7 @@ class Settings:
     edge_seconds: float = 0.0  # skipped at each end of a long track before spreading windows (0: measured best)
 
     # The call (see fusion.py): a track whose calibrated confidence is below this is stored as uncertain.
-    min_confidence: float = 0.6  # precision >= 0.85 from here on, on held-out tracks (docs/calibration.md)
+    min_confidence: float = 0.55  # precision >= 0.85 from here on, on held-out tracks (docs/calibration.md)
     runner_up_ratio: float = 0.5  # the runner-up is named when its probability is at least this share of the top's
 
     # Inference and concurrency.

@@ -147,7 +147,10 @@ def test_shipped_model_is_complete_and_small():
     assert meta["format"] == 2 and meta["labels"] == list(GENRES)
     assert len(meta["normalisation"]["mean"]) == FEATURES.n_mfcc
     assert PACKAGED_MODEL.stat().st_size < 3 * 1024 * 1024
-    assert set(load_bundle(PACKAGED_MODEL).files) == {"model.tflite", "model.weights.h5"}
+    assert set(load_bundle(PACKAGED_MODEL).files) == {"model.tflite", "model.weights.h5", DESCRIPTOR_TFLITE,
+                                                      DESCRIPTOR_WEIGHTS}
+    assert meta["calibration"]["method"] == "temperature" and meta["calibration"]["temperature"] > 1
+    assert meta["descriptor"]["columns"] == list(descriptors.COLUMNS) and 0 < meta["descriptor"]["fusion"]["weight"] < 1
 
 
 def test_shipped_model_litert_matches_keras_on_real_clips(gtzan_dir):
