@@ -40,7 +40,8 @@ class PreparedTrack:
     stage: int = 0
     final: bool = True  # no further stage: the vote is decided with what is here
     earlier: np.ndarray | None = None  # (n, n_labels) probabilities of the earlier stages' windows
-    descriptors: np.ndarray | None = None  # (n_columns,) of the audio the first stage heard; None: not asked for
+    descriptors: np.ndarray | None = None  # (n_columns,) of every loud window heard so far; None: not asked for
+    described: int = 0  # samples behind ``descriptors`` (to pool the next stage's in)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class Unsettled:
     info: audio.AudioInfo
     stage: int
     probabilities: np.ndarray  # (n, n_labels) of every window decoded so far
-    descriptors: np.ndarray | None = None  # carried from the first stage
+    descriptors: np.ndarray | None = None  # of the windows decoded so far
+    described: int = 0
 
 
 @dataclass(frozen=True)
@@ -177,18 +179,18 @@ def prepare(
     """Decode what the vote needs next and compute its MFCC maps; raises :class:`audio.AudioError`.
 
     Without ``after``, the first stage (or every segment); with it, the stage it asks for. When the
-    model has a descriptor network, the first stage also computes the track's descriptors from the
-    audio it decoded (every segment, or the first stage's windows: 10 windows are 30 s, the length
-    of the GTZAN clips the network learnt from).
+    model has a descriptor network, each stage also computes the descriptors of its loud windows and
+    pools them with the earlier stages', so the row describes all the audio the vote heard (a track
+    voted on every segment: the whole track).
     """
     info = after.info if after else audio.probe(path)
     starts = plan_windows(info.duration, settings, params)
-    describe = after is None and wants_descriptors(settings.model_path)
+    describe = wants_descriptors(settings.model_path)
     if starts is None:
         y = audio.load(path, params.sr)
         maps = features.extract(y, params)
         row = descriptors.of_windows(y[None, :]) if describe and len(maps) else None
-        track = PreparedTrack(os.fspath(path), info, "all", maps, descriptors=row)
+        track = PreparedTrack(os.fspath(path), info, "all", maps, descriptors=row, described=len(y))
     else:
         stage = after.stage if after else 0
         ends = stage_ends(len(starts), settings)
@@ -203,8 +205,12 @@ def prepare(
         maps = features.features_of_segments(windows, params)
         earlier = after.probabilities if after else None
         loud = windows[features.loud_enough(windows, params)]
-        row = descriptors.of_windows(loud) if describe and len(loud) else (after.descriptors if after else None)
-        track = PreparedTrack(os.fspath(path), info, "spread", maps, stage, final, earlier, row)
+        row, described = (after.descriptors, after.described) if after else (None, 0)
+        if describe and len(loud):
+            new = descriptors.of_windows(loud)
+            row = new if row is None else descriptors.pooled([row, new], [described, loud.size])
+            described += loud.size
+        track = PreparedTrack(os.fspath(path), info, "spread", maps, stage, final, earlier, row, described)
     if track.final and len(maps) == 0 and (track.earlier is None or len(track.earlier) == 0):
         if info.duration < params.min_seconds:
             reason = f"too short: {info.duration:.2f} s of audio, at least {params.min_seconds:g} s needed"
@@ -267,7 +273,7 @@ class Classifier:
             if track.final or settled(p, population, self.settings.vote_z):
                 out.append(self._result(track, p))
             else:
-                out.append(Unsettled(track.path, track.info, track.stage + 1, p, track.descriptors))
+                out.append(Unsettled(track.path, track.info, track.stage + 1, p, track.descriptors, track.described))
         return out
 
     def classify(self, path: str | os.PathLike[str]) -> TrackResult:

@@ -53,3 +53,16 @@ def of_windows(windows: np.ndarray) -> np.ndarray:
     mfcc = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=PARAMS["n_mfcc"], n_fft=n_fft, hop_length=hop)
     frames.update({f"mfcc{i}": row for i, row in enumerate(mfcc, 1)})
     return np.array([f(frames[c]) for c in BASE_COLUMNS for f in (np.mean, np.var)], np.float64)
+
+
+def pooled(rows: list[np.ndarray], weights: list[int]) -> np.ndarray:
+    """One row from rows of disjoint audio (e.g. the windows of each stage), weighted by their length.
+
+    Means pool as weighted means; variances through the pooled second moment, so the result is the
+    row of all that audio's frames together.
+    """
+    w = np.asarray(weights, np.float64)[:, None] / np.sum(weights)
+    parts = np.asarray(rows, np.float64).reshape(len(rows), -1, 2)  # (n, base column, mean/var)
+    mean = (w * parts[..., 0]).sum(axis=0)
+    second = (w * (parts[..., 1] + np.square(parts[..., 0]))).sum(axis=0)
+    return np.stack([mean, np.maximum(second - np.square(mean), 0.0)], axis=-1).reshape(-1)

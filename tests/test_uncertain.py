@@ -60,7 +60,7 @@ def test_uncertain_calls_go_from_scan_to_the_database_to_query(
         call = in_process.classify(path)
         assert call.uncertain and call.label().startswith(f"uncertain: {call.genre}")
 
-    settings = Settings(database_url=pg_url, broker_url=redis_url, task_queue=task_queue, workers=2, tf_threads=1)
+    settings = Settings(database_url=pg_url, broker_url=redis_url, task_queue=task_queue, workers=2, inference_threads=1)
     command = [sys.executable, "-m", "celery", "-A", "genretag.worker.app", "worker", *worker_options(task_queue)]
     with running(command, settings, tmp_path / "worker.log") as worker:  # the worker reads GENRETAG_MIN_CONFIDENCE
         summary = scan_within(library, settings, worker, tmp_path / "worker.log")
