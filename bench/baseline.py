@@ -1,9 +1,10 @@
 """The old runtime (Keras on TensorFlow, format-1 bundle) as it last shipped, for benches to run beside ours.
 
 ``tree()`` extracts the ``genretag`` package of commit ``BASELINE_REF`` (the last one whose classify,
-workers and local mode ran TensorFlow) into a temporary folder; a subprocess with that folder first
-on ``PYTHONPATH`` runs the old product, with the same virtualenv (which has TensorFlow: the
-``test`` extra).
+workers and local mode ran TensorFlow) into a temporary folder; ``python -m genretag.cli`` with that
+folder first on ``PYTHONPATH`` and as its working directory (``-m`` puts the working directory
+before ``PYTHONPATH``: run from the repository, it would be ours) runs the old product, with the
+same virtualenv (which has TensorFlow: the ``test`` extra).
 """
 
 from __future__ import annotations

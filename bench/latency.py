@@ -48,18 +48,18 @@ def summary(ms: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
-def command_seconds(clip: Path, runs: int, env: dict[str, str]) -> tuple[list[float], list[float]]:
+def command_seconds(clip: Path, runs: int, env: dict[str, str], cwd: Path) -> tuple[list[float], list[float]]:
     """Wall and CPU (user + system) seconds of ``runs`` fresh ``genretag classify CLIP`` processes.
 
     One untimed run first (disk cache). CPU time is printed too: on a shared machine it moves less than wall.
     """
     command = [sys.executable, "-m", "genretag.cli", "classify", str(clip)]
-    subprocess.run(command, env=env, check=True, capture_output=True)
+    subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True)
     wall, cpu = [], []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run(command, env=env, check=True, capture_output=True)
+        subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True)
         wall.append(time.perf_counter() - t0)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
@@ -75,8 +75,8 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"clip {args.clip.name}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
-    ours, ours_cpu = command_seconds(args.clip, args.runs_command, dict(os.environ))
-    old, old_cpu = command_seconds(args.clip, args.runs_command, baseline.env())
+    ours, ours_cpu = command_seconds(args.clip, args.runs_command, dict(os.environ), baseline.REPO)
+    old, old_cpu = command_seconds(args.clip, args.runs_command, baseline.env(), baseline.tree())
     print(f"`genretag classify`, median of {args.runs_command} fresh processes "
           f"(wall, ours: {', '.join(f'{s:.2f}' for s in ours)}; old: {', '.join(f'{s:.2f}' for s in old)})")
     print(f"{'':<28}{'wall s':>8}{'cpu s':>8}")

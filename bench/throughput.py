@@ -312,15 +312,15 @@ def _db_counts(url: str) -> tuple[int, int]:
 # --- memory check --------------------------------------------------------------------------------
 
 
-def memory_check(paths: Sequence[str], lengths: dict[str, float], settings, redis_url: str,
+def memory_check(paths: Sequence[str], lengths: dict[str, float], settings, redis_url: str, label: str,
                  per_scan: int = 100, scans: int = 10, base_env: dict[str, str] | None = None,
-                 ) -> list[tuple[int, float, int]]:
+                 cwd: Path | None = None) -> list[tuple[int, float, int]]:
     """RSS of the one process of a Celery worker (concurrency 1) after every ``per_scan`` classifications.
 
     The worker classifies ``per_scan`` real tracks (at least 5 s long) again and again through
     ``genretag scan --force``, so it runs the product's task path, database writes included;
-    ``base_env`` (``baseline.env()``) runs the old product instead.
-    Returns (classifications so far, RSS MB, pid of the pool process) after each scan.
+    ``base_env`` and ``cwd`` (``baseline.env()``, ``baseline.tree()``) run the old product instead. Each figure is printed as it
+    comes, under ``label``. Returns (classifications so far, RSS MB, pid of the pool process) after each scan.
     """
     import re
 
@@ -337,18 +337,19 @@ def memory_check(paths: Sequence[str], lengths: dict[str, float], settings, redi
            **vote_env(settings)}
     redis.Redis.from_url(redis_url).flushdb()
     worker = subprocess.Popen([sys.executable, "-m", "genretag.cli", "worker", "--loglevel", "warning"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "w"))
+                              env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "w"))
     out = []
     try:
         _wait_for_workers(worker.pid, 1, timeout=120)
         done = 0
         for _ in range(scans):
             proc = subprocess.run([sys.executable, "-m", "genretag.cli", "scan", "--force", str(lib)], env=env,
-                                  capture_output=True, text=True, check=True)
+                                  cwd=cwd, capture_output=True, text=True, check=True)
             found = re.search(r"(\d+) done, (\d+) failed", proc.stdout + proc.stderr)
             done += int(found.group(1)) + int(found.group(2)) if found else len(chosen)
             (pid,) = children(worker.pid)
             out.append((done, status_kb(pid, "VmRSS") / 1024, pid))
+            print(f"  {label}: after {done:>5} classifications: RSS {out[-1][1]:6.0f} MB (pid {pid})", flush=True)
     finally:
         worker.terminate()
         worker.wait(30)
@@ -370,9 +371,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--library", type=Path, default=DEFAULT_LIBRARY)
     parser.add_argument("--limit", type=int, default=0, help="only the first N files (quick checks)")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--modes", nargs="*", choices=MODES, default=list(MODES), help="none: the memory check only")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="also the 100 / 1,000 classifications RSS check")
+    parser.add_argument("--scans", type=int, default=10, help="rounds of 100 classifications for our RSS")
     parser.add_argument("--baseline-scans", type=int, default=2, help="rounds of 100 for the old product's RSS")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="a Redis db used only by this bench")
     args = parser.parse_args()
@@ -403,18 +405,14 @@ def main() -> None:
         else:
             run = run_scan(root, mode, settings, args.redis_url)
         runs.append(run)
-    report(runs, total_audio)
+    if runs:
+        report(runs, total_audio)
     if args.memory:
         print("\nmemory check: one Celery worker process (concurrency 1), `genretag scan --force` of 100 real tracks, "
               "repeated", flush=True)
-        marks = memory_check(paths, lengths, settings, args.redis_url)
-        for done, mb, pid in marks:
-            print(f"  ours (LiteRT): after {done:>5} classifications: RSS {mb:6.0f} MB (pid {pid})", flush=True)
-        old = memory_check(paths, lengths, settings, args.redis_url, scans=args.baseline_scans,
-                           base_env=baseline.env())
-        for done, mb, pid in old:
-            print(f"  old (Keras/TF, {baseline.BASELINE_REF}): after {done:>5} classifications: RSS {mb:6.0f} MB "
-                  f"(pid {pid})")
+        old = memory_check(paths, lengths, settings, args.redis_url, f"old (Keras/TF, {baseline.BASELINE_REF})",
+                           scans=args.baseline_scans, base_env=baseline.env(), cwd=baseline.tree())
+        marks = memory_check(paths, lengths, settings, args.redis_url, "ours (LiteRT)", scans=args.scans)
         first, last = marks[0][1], marks[-1][1]
         print(f"  ours: growth from {marks[0][0]} to {marks[-1][0]}: {100 * (last - first) / first:+.1f}% "
               f"(limit +10%: {'met' if last <= 1.1 * first else 'NOT met'}); RSS {last:.0f} MB "

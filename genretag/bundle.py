@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from genretag.features import FEATURES, FeatureParams
+from genretag.features import FEATURES, FeatureParams, registered
 from genretag.fusion import RULES, Fusion
 
 log = logging.getLogger(__name__)
@@ -42,22 +42,23 @@ class BundleError(Exception):
 
 # --- feature parameters: the one place that maps them to and from meta.json ----------------------
 
-FEATURE_KIND = "mfcc"
-
-
 def features_meta(params: FeatureParams) -> dict[str, Any]:
     """The ``features`` entry of meta.json: the kind of feature function and its parameters."""
-    return {"kind": FEATURE_KIND, **params.to_dict()}
+    return params.to_dict()
 
 
 def features_of_meta(stored: dict[str, Any], source: object) -> FeatureParams:
-    """This code's parameters for a bundle's ``features`` entry; :class:`BundleError` if they differ."""
-    expected = features_meta(FEATURES)
+    """This code's parameters of the kind a bundle's ``features`` entry names; :class:`BundleError` if they differ."""
+    try:
+        params = registered(stored.get("kind", "mfcc"))
+    except KeyError as exc:
+        raise BundleError(f"{source}: {exc.args[0]}") from None
+    expected = features_meta(params)
     if stored != expected:
         diff = {k: (stored.get(k), expected.get(k)) for k in expected.keys() | stored.keys()
                 if stored.get(k) != expected.get(k)}
         raise BundleError(f"{source}: feature parameters differ from this code's (stored, expected): {diff}")
-    return FEATURES
+    return params
 
 
 def descriptor_of_meta(section: dict[str, Any], files: dict[str, bytes], source: object) -> dict[str, Any]:
@@ -88,8 +89,8 @@ class Bundle:
     version: str
     labels: tuple[str, ...] = GENRES
     features: FeatureParams = FEATURES
-    mean: np.ndarray = field(default_factory=lambda: np.zeros(FEATURES.n_mfcc, np.float32))  # per coefficient
-    std: np.ndarray = field(default_factory=lambda: np.ones(FEATURES.n_mfcc, np.float32))
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(FEATURES.shape[-1], np.float32))  # per coefficient
+    std: np.ndarray = field(default_factory=lambda: np.ones(FEATURES.shape[-1], np.float32))
     training: dict[str, Any] = field(default_factory=dict)  # data summary, settings, history
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluation figures
     calibration: dict[str, Any] | None = None  # e.g. {"method": "temperature", "temperature": 1.3}

@@ -202,7 +202,7 @@ def prepare(
             if after is None:
                 raise
             windows, final = np.zeros((0, params.segment_samples), np.float32), True  # cut short: vote with what decoded
-        maps = features.features_of_segments(windows, params)
+        maps = features.of_segments(windows, params)
         earlier = after.probabilities if after else None
         loud = windows[features.loud_enough(windows, params)]
         row, described = (after.descriptors, after.described) if after else (None, 0)

@@ -9,11 +9,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from genretag.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from genretag.db.queries import LibraryLabels
+    from genretag.genremap import GenreMap
 
 
 class _Commands(click.Group):
@@ -182,6 +188,16 @@ def require_tensorflow() -> None:
                                    "pip install 'genretag[train]'") from None
 
 
+def _tag_map(settings: Settings) -> GenreMap:
+    """The mapping table of genre tags (default, plus ``GENRETAG_TAG_MAP``); a bad user file is a usage error."""
+    from genretag.genremap import GenreMapError, load_map
+
+    try:
+        return load_map(settings.tag_map)
+    except GenreMapError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts: bool = True):
     """Discover a GTZAN folder and load the MFCC maps of its clips (cached), with a progress bar."""
     from genretag.training.datasets import discover, load_features
@@ -193,8 +209,27 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
     return dataset, [t for t in loaded if not t.clip.excerpt], [t for t in loaded if t.clip.excerpt]
 
 
+def training_source(from_library_help: str) -> Callable[[Callable], Callable]:
+    """The options that choose the training data, GTZAN (--data) or the library's tags: shared by train and explore."""
+    options = [
+        click.argument("roots", nargs=-1, type=click.Path(file_okay=False)),
+        click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout)."),
+        click.option("--from-library", is_flag=True, help=from_library_help),
+        click.option("--mapped", is_flag=True, help="With --from-library: labels are the 10 genres the tags map to, not the tags themselves."),
+        click.option("--min-tracks", type=click.IntRange(1), default=5, show_default=True, help="With --from-library: a label needs this many tracks."),
+        click.option("--valid-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="With --from-library: share of each label's tracks held out, as whole artists (else albums)."),
+    ]
+
+    def apply(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @cli.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
+@training_source("Train on the library's own genre tags (tracks under ROOT..., or all) instead of GTZAN.")
 @click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.training.networks.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
 @click.option("--recipe", "recipe_name", type=click.Choice(["seed", "ours"]), default="seed", show_default=True, help="Training settings to start from (genretag.training.train.RECIPES); options below override them.")
 @click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
@@ -217,10 +252,12 @@ def _training_data(data: Path, splits: Path | None, settings: Settings, excerpts
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
 @click.option("--trials", type=click.IntRange(1), default=16, show_default=True, help="With --arch dense: settings tried by the random search (the seed's first).")
 @click.pass_context
-def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: int | None, out: Path | None,
+def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_library: bool, mapped: bool,
+          min_tracks: int, valid_fraction: float, arch: str, recipe_name: str, folds: int | None, out: Path | None,
           report: Path | None, splits: Path | None, trials: int, **overrides: object) -> None:
     """Train a model on GTZAN (split by track), or cross-validate one with --folds.
 
+    With --from-library, train on the genre tags of the library's tracks under ROOT... instead.
     ``--arch dense`` is the descriptor network: a random search over its settings, cross-validated
     by track on the descriptor table's train+valid rows (`genretag fuse` puts the chosen one in a bundle).
     """
@@ -232,12 +269,21 @@ def train(ctx: click.Context, data: Path, arch: str, recipe_name: str, folds: in
     from genretag.training.train import cross_validate, recipe, train_model
 
     if arch == "dense":
+        if data is None:
+            raise click.UsageError("--arch dense trains on the descriptor table beside --data GTZAN_FOLDER")
         return _search_dense(data, splits, folds or 5, trials, report, overrides["seed"] or 0, overrides["threads"])
     try:
         members(arch)
     except BundleError as exc:
         raise click.BadParameter(str(exc), param_hint="--arch") from None
     config = recipe(recipe_name, arch).replace(**overrides)
+    if from_library:
+        if data or folds:
+            raise click.UsageError("--from-library trains on the library's tags: no --data, no --folds")
+        _train_from_library(settings_of(ctx), roots, mapped, min_tracks, valid_fraction, config, out)
+        return
+    if data is None or roots:
+        raise click.UsageError("give --data GTZAN_FOLDER, or --from-library [ROOT...]")
     dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
     verbose = 1 if sys.stdout.isatty() else 2
     if folds:
@@ -371,6 +417,51 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
         click.echo(f"wrote {written[0]} and {written[1]}")
 
 
+def _library_rows(settings: Settings, roots: tuple[str, ...], mapped: bool, min_tracks: int) -> LibraryLabels:
+    """The library's labelled tracks under ``roots`` (a session opened and closed here): plain rows."""
+    from genretag.db import session_factory
+    from genretag.db.queries import library_labels
+
+    genre_map = _tag_map(settings) if mapped else None
+    with session_factory(settings.database_url)() as session:
+        return library_labels(session, [os.path.realpath(r) for r in roots], min_tracks, genre_map)
+
+
+def _train_from_library(settings: Settings, roots: tuple[str, ...], mapped: bool, min_tracks: int,
+                        valid_fraction: float, config, out: Path | None) -> None:
+    """Labels from the database (:func:`_library_rows`), then training on plain rows."""
+    from genretag.training.library import LibraryTrainingError, load_library, train_library
+
+    found = _library_rows(settings, roots, mapped, min_tracks)
+    counts: dict[str, int] = {}
+    for row in found.rows:
+        counts[row.label] = counts.get(row.label, 0) + 1
+    click.echo(f"{len(found.rows)} tagged tracks, {len(counts)} labels: "
+               + ", ".join(f"{label} {n}" for label, n in sorted(counts.items())), err=True)
+    if found.dropped:
+        click.echo(f"  left out (under {min_tracks} tracks, or unmapped): "
+                   + ", ".join(f"{label} {n}" for label, n in found.dropped.items()), err=True)
+    with click.progressbar(found.rows, label=f"MFCC of {len(found.rows)} tracks", file=sys.stderr) as bar:
+        tracks = load_library(list(bar), settings.cache_dir)
+    try:
+        trained = train_library(found.rows, tracks, config, valid_fraction, 1 if sys.stdout.isatty() else 2)
+    except LibraryTrainingError as exc:
+        raise click.ClickException(str(exc)) from None
+    bundle = trained.result.bundle
+    v = trained.validation
+    if v:
+        from genretag.training.evaluate import table
+
+        click.echo(f"held-out artists/albums: {trained.sides['valid']} tracks (trained on {trained.sides['train']})\n"
+                   f"{table(v)}")
+    else:
+        click.echo("no held-out group (too few artists or albums per label): no validation figures")
+    from genretag.training import export
+
+    path = export.save(trained.result.model, bundle, out or Path(f"genretag-library-{config.architecture}.genretag"))
+    click.echo(f"saved {path}, version {bundle.version}, labels {', '.join(trained.labels)}")
+
+
 @cli.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder (any layout).")
@@ -443,6 +534,25 @@ def _evaluate_fused(bundle, tracks, segment_probs, data: Path, splits: Path | No
 
 
 @cli.command()
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 in a container).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.pass_context
+def flower(ctx: click.Context, address: str, port: int) -> None:
+    """Run Flower, the Celery web monitor: workers, tasks and queues on the broker [GENRETAG_BROKER_URL].
+
+    Flower's own settings (FLOWER_BASIC_AUTH=user:password, FLOWER_URL_PREFIX, ...) are read from the environment.
+    """
+    from genretag.config import redact_url
+    from genretag.worker.app import configure
+
+    settings = settings_of(ctx)
+    if settings.local_mode:
+        raise click.UsageError("Flower watches Celery workers: set GENRETAG_BROKER_URL or --broker-url")
+    click.echo(f"flower: http://{address}:{port}/ watching {redact_url(settings.broker_url)}", err=True)
+    configure(settings).start(["flower", f"--address={address}", f"--port={port}"])
+
+
+@cli.command()
 @click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--schedule-file", type=click.Path(dir_okay=False, path_type=Path), help="Beat's record of last runs [default: in the user data dir].")
 @click.option("--loglevel", default="info", show_default=True, help="Celery log level.")
@@ -478,6 +588,45 @@ def beat(ctx: click.Context, roots: tuple[str, ...], schedule_file: Path | None,
                                      f"--loglevel={loglevel}"])
 
 
+@cli.command()
+@click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only show what would be written (the default without --write).")
+@click.option("--write", is_flag=True, help="Write the predicted genres into the files' genre tags.")
+@click.option("--overwrite", is_flag=True, help="Replace existing genre tags too [default: fill only files without one].")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Write only predictions at least this confident; without it, the uncertain flag decides where set [GENRETAG_TAG_MIN_CONFIDENCE].")
+@click.option("--include-uncertain", is_flag=True, help="Also write predictions flagged uncertain.")
+@click.option("--undo", is_flag=True, help="Restore the genre tags earlier writes replaced (add --dry-run to only show).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only failures and the totals.")
+@click.pass_context
+def tag(ctx: click.Context, roots: tuple[str, ...], dry_run: bool, write: bool, overwrite: bool,
+        min_confidence: float | None, include_uncertain: bool, undo: bool, quiet: bool) -> None:
+    """Write the predicted genre into each file's own genre tag under ROOT... [default: every track].
+
+    Shows what it would do unless --write is given. Writes are atomic (a copy beside the file, then
+    a rename) and logged, so --undo can restore what they replaced. Exits 1 if any file failed.
+    """
+    from genretag import tagging
+
+    if dry_run and write:
+        raise click.UsageError("--dry-run and --write contradict each other")
+    settings = settings_of(ctx).replace(tag_min_confidence=min_confidence)
+
+    def show(outcome: tagging.Outcome) -> None:
+        if outcome.action == "failed":
+            click.echo(f"{outcome.path}: failed: {outcome.detail}", err=True)
+        elif not quiet:
+            click.echo(f"{outcome.path}: {outcome.action}: {outcome.detail}")
+
+    if undo:
+        counts = tagging.undo(settings, roots, write=not dry_run, report=show)
+    else:
+        policy = tagging.TagPolicy(overwrite, settings.tag_min_confidence, include_uncertain,
+                                   explicit=min_confidence is not None)
+        counts = tagging.tag_library(settings, roots, policy, write=write, report=show)
+    click.echo(", ".join(f"{action} {n}" for action, n in sorted(counts.items())) or "nothing to do", err=True)
+    sys.exit(1 if counts["failed"] else 0)
+
+
 # --- reading the library: query, stats, export ------------------------------------------------
 
 PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also matches /)."
@@ -491,6 +640,7 @@ PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also m
 @click.option("--path", "path_pattern", help=PATH_HELP)
 @click.option("--status", help="pending, done, failed or missing.")
 @click.option("--model-version", help="Predictions of this model [default: each track's latest].")
+@click.option("--tag-genre", help="The file's own genre tag, as it is (case ignored).")
 @click.option("--limit", type=click.IntRange(1), help="At most this many tracks.")
 @click.option("--json", "fmt", flag_value="json", help="A JSON array.")
 @click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
@@ -525,13 +675,21 @@ def query(ctx: click.Context, path_pattern: str | None, fmt: str | None, **filte
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
 def stats(ctx: click.Context, model_version: str | None, top_failures: int, last_scans: int, as_json: bool) -> None:
-    """Tracks per genre and status, the confidence histogram, failures by reason, the last scans."""
+    """Tracks per genre and status, the confidence histogram, agreement with the files' genre tags, failures, scans."""
     from genretag.db import session_factory
     from genretag.db.queries import library_stats
     from genretag.formats import stats_text
 
-    with session_factory(settings_of(ctx).database_url)() as session:
-        summary = library_stats(session, model_version, top_failures, last_scans)
+    from genretag.bundle import BundleError, read_meta
+
+    settings = settings_of(ctx)
+    genre_map = _tag_map(settings)
+    try:  # the model in use: its labels match the tags that spell them, predicted or not
+        labels = read_meta(settings.model_path).get("labels", [])
+    except BundleError:
+        labels = []
+    with session_factory(settings.database_url)() as session:
+        summary = library_stats(session, model_version, top_failures, last_scans, genre_map, labels)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else stats_text(summary))
 
 
@@ -552,6 +710,73 @@ def export(ctx: click.Context, fmt: str, out: Path | None, model_version: str | 
         count = write_json(rows, stream) if fmt == "json" else write_csv(rows, EXPORT_FIELDS, stream)
     if out is not None:
         click.echo(f"wrote {count} tracks to {out}", err=True)
+
+
+def _write_page(out: Path, page: str) -> None:
+    """Write an HTML page atomically (a reader never sees half of it) and say where."""
+    with click.open_file(str(out), "w", encoding="utf-8", atomic=True) as stream:
+        stream.write(page)
+    click.echo(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB)", err=True)
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
+@click.option("--model-version", help="Report predictions of this model [default: each track's current one].")
+@click.option("--folders", "top_folders", type=click.IntRange(1), default=15, show_default=True, help="Largest top-level folders shown per root.")
+@click.pass_context
+def report(ctx: click.Context, out: Path, model_version: str | None, top_folders: int) -> None:
+    """Write the library as one self-contained HTML page: genres, confidence, folders, tags, failures, scans, model."""
+    from genretag.db import session_factory
+    from genretag.bundle import BundleError, read_meta
+    from genretag.report.library import build
+
+    settings = settings_of(ctx)
+    try:
+        meta = read_meta(settings.model_path)
+    except BundleError as exc:
+        click.echo(f"model card left out: {exc}", err=True)
+        meta = None
+    genre_map = _tag_map(settings)  # the tags are measured as `stats` measures them
+    with session_factory(settings.database_url)() as session:
+        page = build(session, meta, model_version, top_folders, genre_map)
+    _write_page(out, page)
+
+
+@cli.command()
+@training_source("Explore the library's own genre tags (tracks under ROOT..., or all) as train --from-library "
+                 "would train on them, instead of GTZAN.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HTML file to write.")
+@click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
+@click.option("--per-genre", type=click.IntRange(1), default=5, show_default=True, help="Clips per genre in the MFCC statistics.")
+@click.pass_context
+def explore(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_library: bool, mapped: bool,
+            min_tracks: int, valid_fraction: float, out: Path, splits: Path | None, per_genre: int) -> None:
+    """Write the training data as one HTML page: balance per split, examples, MFCC per genre, clip facts.
+
+    With --from-library, the library's own tagged tracks under ROOT... instead of a GTZAN folder.
+    """
+    settings = settings_of(ctx)
+    if from_library:
+        if data or splits:
+            raise click.UsageError("--from-library explores the library's tags: no --data, no --splits")
+        from genretag.report.explore import build_library
+
+        rows = _library_rows(settings, roots, mapped, min_tracks).rows
+        if not rows:
+            raise click.ClickException(f"no tagged track under {', '.join(roots) or 'the library'} has a label "
+                                       f"with {min_tracks} tracks or more")
+        _write_page(out, build_library(rows, settings.cache_dir, per_genre, valid_fraction))
+        return
+    if data is None or roots:
+        raise click.UsageError("give --data GTZAN_FOLDER, or --from-library [ROOT...]")
+    from genretag.report.explore import build
+    from genretag.training.datasets import DatasetError, discover
+
+    try:
+        dataset = discover(data, splits)
+    except DatasetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
+    _write_page(out, build(dataset, settings.cache_dir, per_genre))
 
 
 def main() -> None:

@@ -74,6 +74,10 @@ class Settings:
     task_time_limit: int = 180  # seconds; the process is killed past this
     decode_timeout: float = 60.0  # seconds allowed for an external decoder (ffmpeg)
 
+    # The files' own tags.
+    tag_map: str = ""  # a file of extra "tag spelling = genre" lines for the mapping table (docs/tags.md)
+    tag_min_confidence: float = 0.5  # `genretag tag` writes only predictions at least this confident
+
     # Training.
     cache_dir: Path = field(default_factory=default_cache_dir)  # per-track MFCC caches for training runs
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from genretag.db.queries import LibraryStats, TrackRow
+from genretag.db.queries import Agreement, LibraryStats, TrackRow
 from genretag.fusion import Call
 
 
@@ -40,7 +40,7 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-TABLE_HEADER = f"{'STATUS':<8} {'GENRE':<32} {'CONF':>5} {'VOTES':>5}  {'TOP 3':<38} {'MODEL':<16} PATH"
+TABLE_HEADER = f"{'STATUS':<8} {'GENRE':<32} {'CONF':>5} {'VOTES':>5}  {'TOP 3':<38} {'MODEL':<16} {'TAG GENRE':<12} PATH"
 
 
 def table_line(row: TrackRow) -> str:
@@ -52,7 +52,9 @@ def table_line(row: TrackRow) -> str:
         conf = f"{row.confidence:.2f}"
         share = "-" if row.vote_share is None else f"{row.vote_share:.0%}"
         top = " ".join(f"{g}:{p:.2f}" for g, p in row.top(3))
-    line = f"{row.status:<8} {genre:<32} {conf:>5} {share:>5}  {top:<38} {row.model_version or '-':<16} {row.path}"
+    tag = row.tag_genre or "-"
+    line = (f"{row.status:<8} {genre:<32} {conf:>5} {share:>5}  {top:<38} {row.model_version or '-':<16} "
+            f"{tag:<12} {row.path}")
     return f"{line}  error: {row.error}" if row.error else line
 
 
@@ -70,6 +72,8 @@ def stats_text(stats: LibraryStats) -> str:
     for b in stats.confidence:
         bar = "#" * round(30 * b.count / widest)
         lines.append(f"  {b.low:.1f}-{b.high:.1f} {b.count:>7}  {bar}")
+    if stats.agreement is not None:
+        lines += agreement_lines(stats.agreement)
     if stats.failures:
         lines.append("\nfailures by reason:")
         lines += [f"  {n:>7}  {reason}" for reason, n in stats.failures]
@@ -83,3 +87,22 @@ def stats_text(stats: LibraryStats) -> str:
                 f"done {s['done']}, failed {s['failed']}"
             )
     return "\n".join(lines)
+
+
+def agreement_lines(agreement: Agreement) -> list[str]:
+    """The agreement section of ``genretag stats``: overall, per tag genre, and the confusion table."""
+    a = agreement
+    if not a.tracks and not a.uncertain_tracks:
+        return [f"\nagreement with the files' genre tags: no done track has a mapped genre tag"
+                f" ({a.unmapped} unmapped)"]
+    rate = f"{a.rate:.1%}" if a.rate is not None else "-"
+    lines = [f"\nagreement with the files' genre tags: {a.agree} of {a.tracks} tracks with a mapped tag ({rate}); "
+             f"uncertain apart: {a.uncertain_agree} of {a.uncertain_tracks}; unmapped tags: {a.unmapped}"]
+    lines += [f"  {g:<12} {r['agree']:>6} of {r['tracks']:<6} {r['rate']:6.1%}" for g, r in a.per_genre.items()]
+    predicted = sorted({p for cells in a.confusion.values() for p in cells})
+    if predicted:
+        lines.append("  confusion (rows: tag, columns: predicted):")
+        lines.append("  " + " " * 12 + "".join(f" {p[:9]:>9}" for p in predicted))
+        for g, cells in a.confusion.items():
+            lines.append(f"  {g[:12]:<12}" + "".join(f" {cells.get(p, 0):>9}" for p in predicted))
+    return lines

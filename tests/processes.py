@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,3 +26,15 @@ def background(cmd: Sequence[str], env: dict[str, str], log: Path) -> Iterator[s
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+GENRETAG = str(Path(sys.executable).parent / "genretag")
+
+
+def run_genretag(database_url: str, *args: str, timeout: float = 900, **settings: object) -> subprocess.CompletedProcess:
+    """The real ``genretag`` command on ``database_url``, with no GENRETAG_* setting but ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENRETAG_")}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "GENRETAG_TF_THREADS": "1", "GENRETAG_WORKERS": "2",
+                "GENRETAG_DATABASE_URL": database_url})
+    env.update({f"GENRETAG_{k.upper()}": str(v) for k, v in settings.items()})
+    return subprocess.run([GENRETAG, *args], env=env, capture_output=True, text=True, timeout=timeout)

@@ -14,7 +14,7 @@ from genretag.bundle import (
     DESCRIPTOR_TFLITE, DESCRIPTOR_WEIGHTS, GENRES, KERAS_WEIGHTS, Bundle, BundleError, Predictor, load_bundle, read_meta,
 )
 from genretag.config import PACKAGED_MODEL
-from genretag.features import FEATURES, FeatureParams
+from genretag.features import FEATURES, MfccParams
 from genretag.fusion import Fusion
 from genretag.training import export
 from genretag.training.networks import KerasPredictor, build, ensemble_of, members
@@ -95,7 +95,7 @@ def test_a_segment_gets_the_same_probabilities_whatever_its_batch(seed_net, bund
 
 
 def test_mismatched_feature_parameters_are_refused(seed_net, bundle, tmp_path):
-    other = dataclasses.replace(bundle, features=FeatureParams(hop_length=256))
+    other = dataclasses.replace(bundle, features=MfccParams(hop_length=256))
     with pytest.raises(BundleError, match="hop_length"):
         load_bundle(export.save(seed_net, other, tmp_path / "other.genretag"))
 

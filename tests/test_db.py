@@ -12,6 +12,7 @@ from genretag.db import Prediction, ScanRun, Track, TrackStatus, get_engine, ses
 from genretag.db import store
 from genretag.db.engine import alembic_config, current_revision, head_revision
 from genretag.bundle import GENRES
+from genretag.db.queries import find_tracks
 
 
 def result_for(path: str, genre: str = "rock", version: str = "v1", share: float = 0.6) -> TrackResult:
@@ -148,3 +149,74 @@ def test_many_processes_starting_at_once_migrate_once(db_url: str) -> None:
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         revisions = pool.map(_first_use, [db_url] * 4)
     assert revisions == [head_revision()] * 4
+
+
+def test_upgrade_from_0001_backfills_the_current_prediction(db_url: str) -> None:
+    """A database built by revision 0001, with rows, upgraded in place: each track points at its latest prediction."""
+    from alembic import command
+
+    from genretag.db.engine import create
+
+    engine = create(db_url)
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    now = "2026-11-30 12:00:00+00:00"
+    with engine.begin() as conn:
+        for i, path in enumerate(["/m/two-models.ogg", "/m/one.ogg", "/m/pending.ogg"], 1):
+            conn.execute(text(
+                "INSERT INTO tracks (id, path, size, mtime, status, attempts, created_at, updated_at) "
+                "VALUES (:id, :path, 1, 0.0, :status, 0, :now, :now)"), {"id": i, "path": path, "now": now,
+                                                                         "status": "pending" if i == 3 else "done"})
+        for pid, track, version, genre, at in [(10, 1, "v2", "jazz", "2026-11-29 10:00:00+00:00"),
+                                               (11, 1, "v1", "rock", "2026-11-28 10:00:00+00:00"),
+                                               (12, 2, "v1", "blues", "2026-11-28 10:00:00+00:00")]:
+            conn.execute(text(
+                "INSERT INTO predictions (id, track_id, model_version, genre, confidence, mean_probability, "
+                "probabilities, votes, segments_used, segment_mode, created_at) "
+                "VALUES (:id, :track, :version, :genre, 0.7, 0.6, '{}', '{}', 10, 'spread', :at)"),
+                {"id": pid, "track": track, "version": version, "genre": genre, "at": at})
+    assert current_revision(engine) == "0001"
+    engine.dispose()
+    engine = get_engine(db_url)  # first use migrates to head
+    assert current_revision(engine) == head_revision()
+    with session_scope(db_url) as s:
+        pointers = dict(s.execute(select(Track.path, Track.current_prediction_id)).tuples().all())
+        assert pointers == {"/m/two-models.ogg": 10, "/m/one.ogg": 12, "/m/pending.ogg": None}
+        assert s.get(Prediction, 12).vote_share == 0.7  # 0003 ran on the way
+    with session_scope(db_url) as s:  # the store keeps the pointer from now on: v1 again becomes current
+        store.record_prediction(s, 1, result_for("/m/two-models.ogg", "rock", version="v1"))
+    with session_scope(db_url) as s:
+        assert s.get(Track, 1).current_prediction_id == 11
+
+
+def test_current_prediction_follows_the_last_upsert(db_url: str) -> None:
+    track_id = add_track(db_url)
+    with session_scope(db_url) as s:
+        store.record_prediction(s, track_id, result_for("/music/a.ogg", "rock", version="v1"))
+        store.record_prediction(s, track_id, result_for("/music/a.ogg", "jazz", version="v2"))
+    with session_scope(db_url) as s:
+        current = s.get(Prediction, s.get(Track, track_id).current_prediction_id)
+        assert (current.model_version, current.genre) == ("v2", "jazz")
+    with session_scope(db_url) as s:  # a prediction deleted under the pointer joins to nothing, as NULL would
+        s.delete(current)
+    with session_scope(db_url) as s:
+        (row,) = find_tracks(s)
+        assert (row.path, row.status, row.genre) == ("/music/a.ogg", "done", None)
+
+
+def test_downgrade_to_0003_keeps_the_predictions(db_url: str) -> None:
+    from alembic import command
+
+    track_id = add_track(db_url)
+    with session_scope(db_url) as s:
+        store.record_prediction(s, track_id, result_for("/music/a.ogg"))
+    engine = get_engine(db_url)
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM predictions")).scalar() == 1
+        assert "current_prediction_id" not in conn.execute(text("SELECT * FROM tracks")).keys()

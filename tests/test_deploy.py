@@ -25,7 +25,7 @@ from genretag.config import Settings
 from genretag.worker.schedule import parse_cron
 
 REPO = Path(__file__).resolve().parents[1]
-GENRETAG_SERVICES = ("worker", "beat", "producer")
+GENRETAG_SERVICES = ("worker", "beat", "producer", "flower")
 
 
 def interpolate(value: Any) -> Any:
@@ -208,3 +208,47 @@ def test_documented_command_lines_parse() -> None:
     for line in lines:
         res = CliRunner().invoke(cli, [*shlex.split(line)[1:], "--help"])
         assert res.exit_code == 0, (line, res.output)
+
+
+def test_flower_is_an_optional_profile_published_on_the_loopback(services: dict[str, Any]) -> None:
+    flower = services["flower"]
+    assert flower["profiles"] == ["flower"]  # `docker compose up` alone does not start it
+    assert flower["restart"] == "unless-stopped"
+    (port,) = flower["ports"]
+    assert port == "127.0.0.1:5555:5555"  # no login by default: never on every interface
+    command = flower["command"]
+    assert command[:1] == ["flower"] and command[command.index("--address") + 1] == "0.0.0.0"
+    assert command[command.index("--port") + 1] == port.rsplit(":", 1)[1]
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(re.match(r"flower\b", d) for d in dependencies)
+    assert "--profile flower up -d flower" in (REPO / "docs/deployment.md").read_text()
+
+
+def test_genretag_flower_serves_the_workers_page(redis_url: str) -> None:
+    """`genretag flower` runs the real Flower on the broker; its page answers on the loopback."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "GENRETAG_BROKER_URL": redis_url}
+    proc = subprocess.Popen([sys.executable, "-m", "genretag.cli", "flower", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, body = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    body = response.read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert "<title>Workers" in body and "Flower" in body, proc.stderr.read() if proc.poll() is not None else body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -756,3 +756,113 @@ def test_a_hang_past_the_hard_time_limit_ends_failed_after_max_attempts(
     assert ok, (status, error, attempts, kills)
     assert totals["lost"] == 0 and totals["duplicated"] == 0, totals
     assert not orphans(hang), "a worker killed at the hard limit left its ffmpeg running"
+
+
+# --- the tag writer (genretag tag --write) -----------------------------------------------------------
+
+
+def tagged_genre(path: Path) -> str | None:
+    from genretag.tags import read_tags
+
+    return read_tags(path).genre
+
+
+def test_tag_writer_reports_files_it_cannot_write_and_writes_the_rest(tmp_path, gtzan_dir) -> None:
+    """A read-only file, one deleted between the scan and the write, and a WAV (no genre tag) fail with
+    their reason; the good files beside them are written."""
+    import soundfile as sf
+
+    from genretag import audio
+
+    root = tmp_path / "library"
+    good = copy_clips(gtzan_dir, root, 3)
+    readonly, vanished = good[1], good[2]
+    wav = root / "plain.wav"
+    sf.write(wav, audio.load(good[0], 22050)[: 22050 * 8], 22050)
+    url = f"sqlite:///{tmp_path / 'db' / 'genretag.sqlite3'}"
+    env = genretag_env(database_url=url, workers=2)
+    scanned = run_scan(env, root)
+    assert scanned.returncode == 0, scanned.stderr[-3000:]
+    readonly.chmod(0o444)
+    kept = readonly.read_bytes()
+    vanished.unlink()
+    proc = subprocess.run([GENRETAG, "tag", str(root), "--write", "--min-confidence", "0"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    failures = {line.split(": failed: ")[0]: line.split(": failed: ")[1] for line in proc.stderr.splitlines()
+                if ": failed: " in line}
+    cases = ((readonly, "read-only file"), (vanished, "file vanished"), (wav, "unsupported format"))
+    for path, reason in cases:
+        reported = failures.get(str(path), "")
+        whole = path == vanished or tagged_genre(path) is None
+        report(f"tag writer: {reason} ({path.name})", f"reported ({reason}), file untouched",
+               reported or "not reported", reason in reported and whole, counted=False,
+               found=1, done=0, failed=int(reason in reported), lost=int(not reported or not whole), duplicated=0)
+    written = tagged_genre(good[0])
+    report("tag --write beside unwritable files", "exit 1, the good file written",
+           f"exit {proc.returncode}, good file tagged {written}", proc.returncode == 1 and written is not None,
+           found=4, done=int(written is not None), failed=len(failures), lost=4 - len(failures) - int(written is not None),
+           duplicated=0)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for path, reason in cases:
+        assert reason in failures.get(str(path), ""), (path, failures)
+    assert readonly.read_bytes() == kept and tagged_genre(wav) is None
+    assert written is not None
+
+
+def test_sigkill_during_tag_write_leaves_every_file_whole_with_its_old_or_new_tag(tmp_path, gtzan_dir) -> None:
+    """40 files in five formats, recorded as a classification records them, written and killed at several moments."""
+    from media import audio_hash, encode
+
+    from genretag.classify import TrackResult
+    from genretag.db import session_scope, store
+    from genretag.producer.walk import is_audio_name
+    from genretag.tags import TEMP_SUFFIX
+
+    formats = (".mp3", ".ogg", ".opus", ".flac", ".m4a")
+    sources = {ext: encode(gtzan_dir / "rock" / "rock.00002.opus", tmp_path / "src" / f"clip{ext}", 10.0)
+               for ext in formats}
+    hashes = {ext: audio_hash(path) for ext, path in sources.items()}
+    library, url = tmp_path / "library", f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    paths = []
+    for i in range(40):
+        ext, folder = formats[i % len(formats)], library / f"d{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths.append(Path(shutil.copy(sources[ext], folder / f"f{i:02d}{ext}")))
+    with session_scope(url) as s:
+        scan_id = store.start_scan(s, str(library), "v-test", "local").id
+        ids = store.insert_tracks(s, [{"path": str(p), "size": p.stat().st_size, "mtime": p.stat().st_mtime}
+                                      for p in paths], scan_id)
+        for p in paths:
+            store.record_prediction(s, ids[str(p)], TrackResult(
+                path=str(p), genre="rock", vote_share=0.9, mean_probability=0.9, probabilities={"rock": 0.9},
+                votes={"rock": 9}, segments_used=3, segment_mode="all", duration=10.0, format="x",
+                model_version="v-test"))
+    kills, partial, broken = 0, 0, []
+    for delay in (0.05, 0.1, 0.2, 0.4):
+        proc = subprocess.Popen([GENRETAG, "tag", str(library), "--write"], env=genretag_env(database_url=url),
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:  # the first write, then a little more
+            if ": written:" in proc.stdout.readline():
+                time.sleep(delay)
+                break
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        partial += any(library.rglob(f"*{TEMP_SUFFIX}"))
+        assert not any(is_audio_name(p.name) for p in library.rglob(f"*{TEMP_SUFFIX}"))
+        broken += [p for p in paths if audio_hash(p) != hashes[p.suffix] or tagged_genre(p) not in (None, "rock")]
+    final = subprocess.run([GENRETAG, "tag", str(library), "--write"], env=genretag_env(database_url=url),
+                           capture_output=True, text=True, timeout=300)
+    untagged = [p for p in paths if tagged_genre(p) != "rock"]
+    leftovers = list(library.rglob(f"*{TEMP_SUFFIX}"))  # copies of killed writes: the rerun removes them
+    report("tag writer SIGKILLed mid-write (4 kills, 40 files)", "every file decodes, old or new tag; a rerun completes",
+           f"{kills} kills ({partial} left a partial copy), {len(set(broken))} broken, "
+           f"{len(untagged)} untagged after the rerun",
+           kills >= 1 and not broken and not untagged and not leftovers,
+           found=len(paths), done=len(paths) - len(untagged), failed=0, lost=len(set(broken)) + len(untagged),
+           duplicated=0)
+    assert kills >= 1 and not broken, broken
+    assert final.returncode == 0 and not untagged, final.stderr[-3000:]
+    assert not leftovers

@@ -215,6 +215,12 @@ def test_cross_validation_reports_every_fold(synthetic_gtzan: Path, training_cac
     assert summary["data"]["tracks"]["tracks"] == {"blues": 17, "metal": 17}
     assert set(summary["per_genre_recall"]["blues"]) == {"mean", "std"}
     assert "balanced track accuracy" in result.output
+    # Each pool track once, out of fold, with its vote's mean probabilities (what calibration fits on).
+    oof = summary["out_of_fold"]
+    assert len(oof["tracks"]) == 34 and len({r["track_id"] for r in oof["tracks"]}) == 34
+    assert {r["fold"] for r in oof["tracks"]} == {1, 2}
+    assert all(len(r["probabilities"]) == len(oof["labels"]) and abs(sum(r["probabilities"]) - 1) < 1e-4
+               for r in oof["tracks"])
 
 
 @pytest.mark.parametrize(("balance", "share"), [("weights", 10 / 110), ("sqrt", 10**0.5 / (10**0.5 + 10)), ("sampling", 0.5)])

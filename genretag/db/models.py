@@ -56,23 +56,20 @@ class Track(Base):
     tag_album_artist: Mapped[str | None] = mapped_column(Text)
     tag_album: Mapped[str | None] = mapped_column(Text)
     tag_title: Mapped[str | None] = mapped_column(Text)
-    # The prediction of the model that last classified the track: aggregates read it without a join.
-    current_prediction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("predictions.id", ondelete="SET NULL", name="fk_tracks_current_prediction", use_alter=True)
-    )
+    # The prediction written last (store.record_prediction), so aggregates join one prediction per track.
+    # No foreign key (see migration 0004): predictions are deleted only with their track.
+    current_prediction_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     predictions: Mapped[list[Prediction]] = relationship(
-        back_populates="track", cascade="all, delete-orphan", passive_deletes=True,
-        foreign_keys="Prediction.track_id",
+        back_populates="track", cascade="all, delete-orphan", passive_deletes=True
     )
 
     __table_args__ = (
-        Index("ix_tracks_status", "status"),
         Index("ix_tracks_queued", "queued_scan_id", "status"),
         Index("ix_tracks_tag_genre", "tag_genre"),
-        Index("ix_tracks_current_prediction", "current_prediction_id"),
+        Index("ix_tracks_status_current", "status", "current_prediction_id"),  # also serves status alone
     )
 
     def __repr__(self) -> str:
@@ -85,7 +82,7 @@ class Prediction(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
     model_version: Mapped[str] = mapped_column(String(128))
-    genre: Mapped[str] = mapped_column(String(32))
+    genre: Mapped[str] = mapped_column(String(128))  # a label of the model: any taxonomy, not only GTZAN's
     confidence: Mapped[float] = mapped_column(Float)  # calibrated probability of ``genre`` (vote share before 0003)
     vote_share: Mapped[float | None] = mapped_column(Float)  # fraction of segments won by ``genre``
     uncertain: Mapped[bool | None] = mapped_column(Boolean)  # below min_confidence; None: not assessed
@@ -97,7 +94,7 @@ class Prediction(Base):
     segment_mode: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    track: Mapped[Track] = relationship(back_populates="predictions", foreign_keys=[track_id])
+    track: Mapped[Track] = relationship(back_populates="predictions")
 
     __table_args__ = (
         UniqueConstraint("track_id", "model_version", name="uq_predictions_track_model"),
@@ -105,10 +102,30 @@ class Prediction(Base):
         Index("ix_predictions_confidence", "confidence"),
         Index("ix_predictions_model_version", "model_version"),
         Index("ix_predictions_uncertain", "uncertain"),
+        # What the aggregates read of the current prediction: they merge-join it with ix_tracks_status_current,
+        # both index-only, instead of reading the wide rows (probabilities, votes).
+        Index("ix_predictions_current", "id", "genre", "confidence", "uncertain", "model_version"),
     )
 
     def __repr__(self) -> str:
         return f"Prediction(track={self.track_id}, {self.genre} {self.confidence:.2f}, {self.model_version})"
+
+
+class TagWrite(Base):
+    """A genre ``genretag tag --write`` put into a file, with the raw values it replaced (for ``--undo``)."""
+
+    __tablename__ = "tag_writes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(PathText)
+    written: Mapped[str] = mapped_column(Text)  # the genre written
+    previous: Mapped[list[str] | None] = mapped_column(JSONDoc)  # stored values before; None: no genre tag
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # restored by --undo
+
+    __table_args__ = (Index("ix_tag_writes_track", "track_id"), Index("ix_tag_writes_path", "path"))
 
 
 class ScanRun(Base):

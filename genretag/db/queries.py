@@ -8,16 +8,18 @@ not hold it in memory.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
-from genretag.db.models import Prediction, ScanRun, Track, TrackStatus
+from genretag.db.models import Prediction, ScanRun, TagWrite, Track, TrackStatus
+from genretag.genremap import GenreMap, first_value, label_key, load_map, tidy, values_of
 
 STREAM_BATCH = 2000  # rows fetched per round trip when streaming (a few MB)
 GLOB_CHARS = "*?["
@@ -51,6 +53,11 @@ class TrackRow:
     segments_used: int | None
     segment_mode: str | None
     predicted_at: datetime | None
+    tag_genre: str | None  # the file's own genre tag, as it is
+    tag_artist: str | None
+    tag_album_artist: str | None
+    tag_album: str | None
+    tag_title: str | None
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most probable genres with their mean probabilities (as ``TrackResult.top``)."""
@@ -69,6 +76,7 @@ class TrackRow:
             "mean_probability": self.mean_probability,
             "top3": [{"genre": g, "probability": p} for g, p in self.top(3)],
             "model_version": self.model_version,
+            "tag_genre": self.tag_genre,
             "error": self.error,
         }
 
@@ -80,15 +88,15 @@ class TrackRow:
 
 
 SUMMARY_FIELDS = ("path", "status", "genre", "confidence", "uncertain", "runner_up", "vote_share", "mean_probability",
-                  "top3", "model_version", "error")
+                  "top3", "model_version", "tag_genre", "error")
 EXPORT_FIELDS = tuple(TrackRow.__dataclass_fields__)
 
 _ROW_COLUMNS = (
     Track.path, Track.status, Track.error, Track.size, Track.mtime, Track.duration, Track.format,
     Prediction.model_version, Prediction.genre, Prediction.confidence, Prediction.vote_share, Prediction.uncertain,
-    Prediction.runner_up, Prediction.mean_probability,
-    Prediction.probabilities, Prediction.votes, Prediction.segments_used, Prediction.segment_mode,
+    Prediction.runner_up, Prediction.mean_probability, Prediction.probabilities, Prediction.votes, Prediction.segments_used, Prediction.segment_mode,
     Prediction.created_at.label("predicted_at"),
+    Track.tag_genre, Track.tag_artist, Track.tag_album_artist, Track.tag_album, Track.tag_title,
 )
 
 
@@ -180,21 +188,15 @@ def path_condition(column: ColumnElement[str], pattern: str) -> ColumnElement[bo
 
 
 def _with_prediction(stmt: Select, model_version: str | None) -> Select:
-    """Outer-join each track to its prediction by ``model_version``, or to its latest one."""
+    """Outer-join each track to its prediction by ``model_version``, or to its current one.
+
+    The current prediction is the one ``store.record_prediction`` wrote last (``tracks.current_prediction_id``).
+    """
     if model_version is not None:
         return stmt.outerjoin(
             Prediction, and_(Prediction.track_id == Track.id, Prediction.model_version == model_version)
         )
-    newer = aliased(Prediction)
-    latest_id = (
-        select(newer.id)
-        .where(newer.track_id == Track.id)
-        .order_by(newer.created_at.desc(), newer.id.desc())
-        .limit(1)
-        .correlate(Track)
-        .scalar_subquery()
-    )
-    return stmt.outerjoin(Prediction, Prediction.id == latest_id)
+    return stmt.outerjoin(Prediction, Prediction.id == Track.current_prediction_id)
 
 
 # --- listing -----------------------------------------------------------------------------------
@@ -211,6 +213,7 @@ class TrackFilter:
     status: str | None = None
     model_version: str | None = None  # None: each track's latest prediction
     uncertain: bool | None = None  # True: only uncertain calls; False: only confident ones
+    tag_genre: str | None = None  # the file's genre tag, compared ignoring case
     limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -231,6 +234,8 @@ def track_query(flt: TrackFilter) -> Select:
         stmt = stmt.where(Prediction.uncertain.is_(flt.uncertain))
     if flt.status is not None:
         stmt = stmt.where(Track.status == flt.status)
+    if flt.tag_genre is not None:
+        stmt = stmt.where(func.lower(Track.tag_genre) == flt.tag_genre.lower())
     if flt.path:
         stmt = stmt.where(path_condition(Track.path, flt.path))
     stmt = stmt.order_by(Track.path)
@@ -248,6 +253,130 @@ def find_tracks(session: Session, flt: TrackFilter = TrackFilter()) -> Iterator[
         if flt.limit is not None:
             found = islice(found, flt.limit)
     yield from found
+
+
+# --- labels for training on the library's own tags (train --from-library) -----------------------
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """A track to train on: its file, its label, and the group (artist, else album) a split keeps together."""
+
+    path: str
+    label: str
+    group: str
+
+
+@dataclass(frozen=True)
+class LibraryLabels:
+    rows: list[LabelRow]
+    dropped: dict[str, int]  # label -> tracks, for labels below the minimum (or unmapped, under "(unmapped)")
+
+
+def group_of(artist: str | None, album_artist: str | None, album: str | None, path: str) -> str:
+    """The split group of a track: its artist, else album artist, else album, else the file alone."""
+    for kind, value in (("artist", artist), ("artist", album_artist), ("album", album)):
+        if value and value.strip():
+            return f"{kind}:{label_key(value)}"
+    return f"file:{path}"
+
+
+def library_labels(
+    session: Session, roots: Sequence[str] = (), min_tracks: int = 5, genre_map: GenreMap | None = None
+) -> LibraryLabels:
+    """Training rows from the tracks' genre tags under ``roots`` (none: all), present and not failed.
+
+    Without ``genre_map``: the label is the tag's first value, grouped by case and spacing (shown in
+    its most common spelling), kept when at least ``min_tracks`` tracks carry it. With one: the
+    mapped genre; unmapped tags are dropped (and genres under ``min_tracks`` too). Streams the tagged tracks; holds one small row each.
+    """
+    stmt = select(Track.path, Track.tag_genre, Track.tag_artist, Track.tag_album_artist, Track.tag_album).where(
+        Track.tag_genre.is_not(None), Track.status.in_([TrackStatus.done.value, TrackStatus.pending.value])
+    )
+    if roots:
+        stmt = stmt.where(or_(*(starts_with(Track.path, r.rstrip("/") + "/") for r in roots)))
+    candidates: list[tuple[str, str, str]] = []  # path, label key or genre, group
+    spellings: dict[str, Counter[str]] = {}
+    dropped: Counter[str] = Counter()
+    for path, tag, artist, album_artist, album in session.execute(stmt.order_by(Track.path).execution_options(
+            yield_per=STREAM_BATCH)):
+        if genre_map is not None:
+            label = genre_map.lookup(tag)
+            if label is None:
+                dropped["(unmapped)"] += 1
+                continue
+            key = label
+        else:
+            value = first_value(tag)
+            if value is None:
+                continue
+            key = label_key(value)
+        spellings.setdefault(key, Counter())[tidy(value) if genre_map is None else key] += 1
+        candidates.append((path, key, group_of(artist, album_artist, album, path)))
+    shown = {key: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for key, c in spellings.items()}
+    kept = {key for key, c in spellings.items() if sum(c.values()) >= min_tracks}
+    for key, c in spellings.items():
+        if key not in kept:
+            dropped[shown[key]] += sum(c.values())
+    rows = [LabelRow(path, shown[key], group) for path, key, group in candidates if key in kept]
+    return LibraryLabels(rows, dict(sorted(dropped.items())))
+
+
+# --- the tag writer's work ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TagCandidate:
+    """A classified track whose predicted genre ``genretag tag`` may write into its file."""
+
+    track_id: int
+    path: str
+    genre: str
+    confidence: float
+    uncertain: bool | None
+    model_version: str
+    tag_genre: str | None
+
+
+def tag_candidates(
+    session: Session, root: str | None, after: str | None, limit: int, model_version: str | None = None
+) -> list[TagCandidate]:
+    """The next ``limit`` done tracks under ``root`` (``None``: all) after path ``after``, with a prediction.
+
+    Keyset pages in path order, so a writer that commits between pages never holds a cursor open.
+    """
+    stmt = _with_prediction(
+        select(Track.id, Track.path, Prediction.genre, Prediction.confidence, Prediction.uncertain,
+               Prediction.model_version, Track.tag_genre).select_from(Track),
+        model_version,
+    ).where(Track.status == TrackStatus.done.value, Prediction.id.is_not(None))
+    if root is not None:
+        stmt = stmt.where(starts_with(Track.path, root.rstrip("/") + "/"))
+    if after is not None:
+        stmt = stmt.where(Track.path > after)
+    rows = session.execute(stmt.order_by(Track.path).limit(limit))
+    return [TagCandidate(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class LoggedWrite:
+    """A genre ``genretag tag --write`` wrote and ``--undo`` has not restored yet."""
+
+    id: int
+    track_id: int
+    path: str
+    written: str
+    previous: list[str] | None
+
+
+def writes_to_undo(session: Session, root: str | None) -> list[LoggedWrite]:
+    """Logged writes under ``root`` (``None``: all) not undone yet, newest first (undone in that order)."""
+    stmt = select(TagWrite.id, TagWrite.track_id, TagWrite.path, TagWrite.written, TagWrite.previous).where(
+        TagWrite.undone_at.is_(None)
+    )
+    if root is not None:
+        stmt = stmt.where(starts_with(TagWrite.path, root.rstrip("/") + "/"))
+    return [LoggedWrite(*row) for row in session.execute(stmt.order_by(TagWrite.id.desc()))]
 
 
 # --- statistics --------------------------------------------------------------------------------
@@ -273,6 +402,7 @@ class LibraryStats:
     failures: list[tuple[str, int]]  # (reason, tracks), most common first
     scans: list[dict[str, Any]]  # the latest scan runs, newest first
     model_version: str | None  # None: each track's latest prediction
+    agreement: Agreement | None = None  # prediction vs the files' own genre tags
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -285,6 +415,7 @@ class LibraryStats:
             "uncertain_share": round(self.uncertain / self.assessed, 4) if self.assessed else None,
             "failures": [{"reason": r, "tracks": n} for r, n in self.failures],
             "scans": self.scans,
+            "tag_agreement": self.agreement.to_dict() if self.agreement else None,
         }
 
 
@@ -294,26 +425,36 @@ def confidence_bucket(column: ColumnElement[float], edges: tuple[float, ...] = C
     return case(*((column < edge, i) for i, edge in enumerate(inner)), else_=len(inner))
 
 
-def library_stats(
-    session: Session, model_version: str | None = None, top_failures: int = 10, last_scans: int = 5
-) -> LibraryStats:
-    by_status = dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).tuples().all())
-    done = _with_prediction(select(Track.id).select_from(Track), model_version).where(
+def done_predictions(model_version: str | None) -> Select:
+    """Done tracks joined to their prediction (``model_version``'s, or the current one): the base of every aggregate."""
+    return _with_prediction(select().select_from(Track), model_version).where(
         Track.status == TrackStatus.done.value, Prediction.id.is_not(None)
     )
-    tagged = done.add_columns(
-        Prediction.genre.label("genre"), confidence_bucket(Prediction.confidence).label("bucket"),
-        Prediction.uncertain.label("uncertain"),
-    ).subquery()
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    """Tracks per status (an index-only scan of ``ix_tracks_status_current``)."""
+    return dict(session.execute(select(Track.status, func.count()).group_by(Track.status)).tuples().all())
+
+
+def library_stats(
+    session: Session, model_version: str | None = None, top_failures: int = 10, last_scans: int = 5,
+    genre_map: GenreMap | None = None, labels: Sequence[str] = (),
+) -> LibraryStats:
+    by_status = status_counts(session)
+    bucket = confidence_bucket(Prediction.confidence).label("bucket")
+    by_genre: dict[str, int] = {}
+    per_bucket: dict[int, int] = {}
+    for genre, i, n in session.execute(  # one pass over the done tracks gives both tallies
+        done_predictions(model_version).add_columns(Prediction.genre, bucket, func.count()).group_by(Prediction.genre, bucket)
+    ):
+        by_genre[genre] = by_genre.get(genre, 0) + n
+        per_bucket[i] = per_bucket.get(i, 0) + n
+    by_genre = dict(sorted(by_genre.items(), key=lambda kv: (-kv[1], kv[0])))
     uncertain, assessed = session.execute(
-        select(func.count().filter(tagged.c.uncertain.is_(True)), func.count(tagged.c.uncertain))
+        done_predictions(model_version).add_columns(func.count().filter(Prediction.uncertain.is_(True)),
+                                                    func.count(Prediction.uncertain))
     ).one()
-    by_genre = dict(
-        session.execute(
-            select(tagged.c.genre, func.count()).group_by(tagged.c.genre).order_by(func.count().desc(), tagged.c.genre)
-        ).tuples().all()
-    )
-    per_bucket = dict(session.execute(select(tagged.c.bucket, func.count()).group_by(tagged.c.bucket)).tuples().all())
     buckets = [
         Bucket(low, high, per_bucket.get(i, 0))
         for i, (low, high) in enumerate(zip(CONFIDENCE_EDGES, CONFIDENCE_EDGES[1:]))
@@ -337,6 +478,111 @@ def library_stats(
         failures=[(reason or "(no reason recorded)", n) for reason, n in failures],
         scans=[scan_dict(run) for run in scans],
         model_version=model_version,
+        agreement=tag_agreement(session, model_version, genre_map, labels),
+    )
+
+
+# --- agreement with the files' own genre tags --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often predictions agree with the files' mapped genre tags, over done tracks with a mapped tag.
+
+    Predictions flagged uncertain are counted apart (``uncertain_*``), not in the main figures.
+    ``confusion[tag_genre][predicted]`` counts the confident tracks.
+    """
+
+    tracks: int
+    agree: int
+    per_genre: dict[str, dict[str, Any]]  # mapped tag genre -> tracks, agree, rate
+    confusion: dict[str, dict[str, int]]
+    uncertain_tracks: int
+    uncertain_agree: int
+    unmapped: int  # done tracks whose genre tag maps to none of the labels
+    unmapped_spellings: list[tuple[str, int]]  # the most common unmapped tag texts, (tag, tracks)
+
+    @property
+    def rate(self) -> float | None:
+        return self.agree / self.tracks if self.tracks else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tracks": self.tracks, "agree": self.agree, "rate": self.rate, "per_genre": self.per_genre,
+            "confusion": self.confusion,
+            "uncertain": {"tracks": self.uncertain_tracks, "agree": self.uncertain_agree},
+            "unmapped_tags": self.unmapped, "unmapped_spellings": self.unmapped_spellings,
+        }
+
+
+def tag_target(tag: str, labels: dict[str, str], genre_map: GenreMap) -> str | None:
+    """The label a genre tag stands for: a model label it spells (case and spacing aside), else its mapped genre.
+
+    ``labels`` maps :func:`label_key` of each label predicted to the label, so a model trained on
+    a library's own taxonomy ("Smooth") is measured against the tags it learnt from.
+    """
+    for value in (tag, *values_of(tag)):
+        if label_key(value) in labels:
+            return labels[label_key(value)]
+    genre = genre_map.lookup(tag)
+    if genre is None:
+        return None
+    return labels.get(label_key(genre), genre)
+
+
+def tag_agreement(
+    session: Session, model_version: str | None = None, genre_map: GenreMap | None = None, labels: Sequence[str] = (),
+    top_unmapped: int = 15,
+) -> Agreement:
+    """:class:`Agreement` from one GROUP BY over (tag, predicted genre, uncertain): a few rows per tag spelling.
+
+    Which prediction: ``model_version``'s, or each track's latest. Tags are mapped after the
+    aggregate (:func:`tag_target`), so the mapping table stays in Python and the library in SQL.
+    A tag spelling a label counts as that label: the labels predicted, and ``labels`` (the model's
+    own, so a label no track was given still matches its tags). The ``top_unmapped`` commonest
+    unmapped tag texts are kept: they show what the mapping table misses.
+    """
+    genre_map = genre_map or load_map()
+    n = func.count().label("n")
+    stmt = (
+        _with_prediction(select(Track.tag_genre, Prediction.genre, Prediction.uncertain, n).select_from(Track),
+                         model_version)
+        .where(Track.status == TrackStatus.done.value, Prediction.id.is_not(None), Track.tag_genre.is_not(None))
+        .group_by(Track.tag_genre, Prediction.genre, Prediction.uncertain)
+    )
+    groups = session.execute(stmt).all()
+    known = {label_key(label): label for label in labels}
+    known.update({label_key(g.genre): g.genre for g in groups})
+    tracks = agree = uncertain_tracks = uncertain_agree = unmapped = 0
+    per_genre: dict[str, dict[str, Any]] = {}
+    confusion: dict[str, dict[str, int]] = {}
+    unmapped_spellings: Counter[str] = Counter()
+    for tag, predicted, uncertain, count in groups:
+        target = tag_target(tag, known, genre_map)
+        if target is None:
+            unmapped += count
+            unmapped_spellings[tag] += count
+            continue
+        hit = predicted == target
+        if uncertain:
+            uncertain_tracks += count
+            uncertain_agree += count * hit
+            continue
+        tracks += count
+        agree += count * hit
+        row = per_genre.setdefault(target, {"tracks": 0, "agree": 0})
+        row["tracks"] += count
+        row["agree"] += count * hit
+        cells = confusion.setdefault(target, {})
+        cells[predicted] = cells.get(predicted, 0) + count
+    for row in per_genre.values():
+        row["rate"] = row["agree"] / row["tracks"]
+    order = sorted(per_genre)
+    return Agreement(
+        tracks=tracks, agree=agree, per_genre={g: per_genre[g] for g in order},
+        confusion={g: dict(sorted(confusion[g].items())) for g in order},
+        uncertain_tracks=uncertain_tracks, uncertain_agree=uncertain_agree, unmapped=unmapped,
+        unmapped_spellings=sorted(unmapped_spellings.items(), key=lambda kv: (-kv[1], kv[0]))[:top_unmapped],
     )
 
 

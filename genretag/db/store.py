@@ -16,10 +16,11 @@ from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from genretag.db.models import Prediction, ScanRun, Track, TrackStatus, utcnow
+from genretag.db.models import Prediction, ScanRun, TagWrite, Track, TrackStatus, utcnow
 
 if TYPE_CHECKING:  # classify pulls in librosa; the database layer should not
     from genretag.classify import TrackResult
+    from genretag.tags import FileTags, Written
 
 PENDING, DONE, FAILED, MISSING = (s.value for s in TrackStatus)
 
@@ -47,7 +48,7 @@ def _dialect_insert(session: Session, table):
 
 
 def record_prediction(session: Session, track_id: int, result: TrackResult) -> None:
-    """Store ``result`` as the track's prediction for its model version and mark the track done."""
+    """Store ``result`` as the track's prediction for its model version, make it the track's current one, mark it done."""
     values = {
         "track_id": track_id,
         "model_version": result.model_version,
@@ -68,11 +69,12 @@ def record_prediction(session: Session, track_id: int, result: TrackResult) -> N
         index_elements=[Prediction.track_id, Prediction.model_version],
         set_={k: stmt.excluded[k] for k in values if k not in ("track_id", "model_version")},
     )
-    session.execute(stmt)
+    prediction_id = session.execute(stmt.returning(Prediction.id)).scalar_one()
     session.execute(
         update(Track)
         .where(Track.id == track_id)
-        .values(status=DONE, error=None, duration=result.duration, format=result.format, updated_at=utcnow())
+        .values(status=DONE, error=None, duration=result.duration, format=result.format,
+                current_prediction_id=prediction_id, updated_at=utcnow())
     )
 
 
@@ -81,6 +83,37 @@ def record_failure(session: Session, track_id: int, reason: str) -> None:
     session.execute(
         update(Track).where(Track.id == track_id).values(status=FAILED, error=reason, updated_at=utcnow())
     )
+
+
+def record_tags(session: Session, track_id: int, tags: FileTags) -> None:
+    """Store the tags read from the track's file (absent fields become NULL)."""
+    session.execute(update(Track).where(Track.id == track_id).values(**tags.columns()))
+
+
+# --- the tag writer's log (genretag tag) -----------------------------------------------------
+
+
+def record_tag_write(session: Session, track_id: int, written: Written, model_version: str | None) -> None:
+    """Log a genre written into a file and give the track the file's new size, mtime and genre tag.
+
+    The new size and mtime are what the next scan's diff compares, so the rewrite queues nothing.
+    """
+    session.add(TagWrite(track_id=track_id, path=written.path, written=written.genre, previous=written.previous,
+                         model_version=model_version, written_at=utcnow()))
+    session.execute(
+        update(Track).where(Track.id == track_id)
+        .values(size=written.size, mtime=written.mtime, tag_genre=written.tag_genre)
+    )
+
+
+def record_tag_undo(session: Session, write_id: int, track_id: int, restored: Written | None) -> None:
+    """Mark a logged write undone; ``restored`` (the file rewritten) updates the track as a write does."""
+    session.execute(update(TagWrite).where(TagWrite.id == write_id).values(undone_at=utcnow()))
+    if restored is not None:
+        session.execute(
+            update(Track).where(Track.id == track_id)
+            .values(size=restored.size, mtime=restored.mtime, tag_genre=restored.tag_genre)
+        )
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,6 @@ class LocalRunner:
     def _record(self, outcomes: list[tuple[int, TrackResult | AudioError]]) -> None:
         if not outcomes:
             return
-        with session_scope(self.settings.database_url) as session:
-            statuses = [job.finish(session, track_id, outcome) for track_id, outcome in outcomes]
+        statuses = job.record(self.settings.database_url, outcomes)
         for status in statuses:
             self.on_finish(status)

@@ -31,7 +31,7 @@ from genretag.bundle import GENRES
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when the cached content changes meaning
+CACHE_VERSION = 3  # bump when the cached content changes meaning
 LAYOUT_EXTENSIONS = {"subset": ".opus", "kaggle": ".wav", "original": ".au"}
 
 

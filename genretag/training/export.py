@@ -24,7 +24,7 @@ import numpy as np
 from genretag.bundle import (
     DESCRIPTOR_WEIGHTS, KERAS_WEIGHTS, TFLITE, Bundle, BundleError, DescriptorPredictor, Predictor, read_meta,
 )
-from genretag.features import FeatureParams
+from genretag.features import params_of
 from genretag.training.networks import KerasPredictor, build
 
 EXPORT_TOLERANCE = 1e-5
@@ -102,8 +102,8 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     if meta.get("format") != 1:
         raise BundleError(f"{src}: bundle format {meta.get('format')!r}, not 1")
     try:
-        params = FeatureParams(**meta["features"])
-    except TypeError as exc:
+        params = params_of(meta["features"])
+    except (TypeError, KeyError) as exc:
         raise BundleError(f"{src}: feature parameters this code does not have ({exc})") from None
     with zipfile.ZipFile(src) as zf:
         bundle = Bundle.from_meta(meta, params, {KERAS_WEIGHTS: zf.read(KERAS_WEIGHTS)})

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from genretag.features import FEATURES
 from genretag.bundle import GENRES, Bundle
+from genretag.features import FEATURES
 from genretag.training import augment as aug
 from genretag.training.datasets import Dataset, TrackFeatures
 from genretag.training.networks import (

@@ -3,7 +3,8 @@
 The order matters for robustness: the attempt is counted (and committed) before the file is opened,
 so a file that kills its process ends failed after ``max_attempts`` instead of looping; the path is
 checked against the library roots before it is opened; bad audio is an outcome, not an error.
-No Celery import here: this module is tested and used without a broker.
+Whatever the outcome, the file's own tags are read and stored with it (:func:`record`): unreadable
+tags are logged, never a failure. No Celery import here: this module is tested and used without a broker.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from genretag.audio import AudioError
 from genretag.classify import Classifier, TrackResult
 from genretag.config import Settings
 from genretag.db import session_scope, store
+from genretag.tags import FileTags, read_logged
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +57,25 @@ def start(session: Session, track_id: int, scan_id: int, settings: Settings) -> 
     return claim
 
 
-def finish(session: Session, track_id: int, outcome: TrackResult | AudioError) -> str:
-    """Record a prediction or a failure; returns the track's new status."""
+def finish(session: Session, track_id: int, outcome: TrackResult | AudioError, tags: FileTags) -> str:
+    """Record a prediction or a failure, and the file's tags; returns the track's new status."""
+    store.record_tags(session, track_id, tags)
     if isinstance(outcome, AudioError):
         store.record_failure(session, track_id, outcome.reason)
         return store.FAILED
     store.record_prediction(session, track_id, outcome)
     return store.DONE
+
+
+def record(database_url: str, outcomes: Sequence[tuple[int, TrackResult | AudioError]]) -> list[str]:
+    """Read each file's tags, then record every outcome in one transaction; returns the new statuses.
+
+    The one place a classified file's tags are read, for the Celery task and local mode alike; the
+    files are read before the transaction opens, so no database lock waits on a disk.
+    """
+    tags = [read_logged(outcome.path) for _, outcome in outcomes]
+    with session_scope(database_url) as session:
+        return [finish(session, track_id, outcome, t) for (track_id, outcome), t in zip(outcomes, tags)]
 
 
 def failure_of(path: str, exc: BaseException) -> AudioError:
@@ -95,5 +109,4 @@ def run(
         outcome = AudioError(claim.path, f"timed out: took longer than {settings.task_soft_time_limit} s")
     except Exception as exc:  # noqa: BLE001 - a bug must not leave the track pending forever
         outcome = failure_of(claim.path, exc)
-    with session_scope(settings.database_url) as session:
-        return finish(session, track_id, outcome)
+    return record(settings.database_url, [(track_id, outcome)])[0]

@@ -1,0 +1,1 @@
+"""Pages for people: the library report (SQL aggregates, then HTML) and the training-data explorer."""
