@@ -1,9 +1,8 @@
 # genretag: one image for the worker, beat and producer services (see docker-compose.yml).
-# libsndfile (wav, flac, ogg/vorbis/opus, mp3) comes inside the soundfile wheel; ffmpeg adds m4a/aac, wma, ...
-# Build without it: docker build --build-arg WITH_FFMPEG=0 -t genretag .
+# Decoding needs no system package: FFmpeg's libraries come inside the av wheel (every format), libsndfile
+# inside the soundfile wheel (the fallback).
 FROM python:3.11-slim
 
-ARG WITH_FFMPEG=1
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -11,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # tzdata: GENRETAG_SCAN_TIMEZONE names (zoneinfo reads /usr/share/zoneinfo).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tzdata $([ "$WITH_FFMPEG" = "1" ] && echo ffmpeg) \
+    && apt-get install -y --no-install-recommends tzdata \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 genretag \
     && mkdir -p /state && chown genretag:genretag /state

@@ -1,29 +1,35 @@
 """Decode any supported file to mono float32 at the feature sample rate.
 
-libsndfile (through soundfile) reads wav, au, aiff, flac, ogg vorbis, opus and mp3, and can seek,
-so :func:`load_windows` decodes only the windows a vote needs. Containers libsndfile cannot read
-(m4a/aac, wma, ...) go through an ``ffmpeg`` subprocess when ffmpeg is installed. Every failure
-raises :class:`AudioError`, which names the file and the reason in one line.
+PyAV (FFmpeg's libraries, inside its wheel: no ffmpeg program) reads mp3, aac/m4a/mp4, alac, wma,
+ogg vorbis, opus, flac, wav, aiff and au, and seeks in all of them, so :func:`load_windows`
+decodes only the windows a vote needs, each trimmed to its exact first sample by the frames'
+timestamps. libsndfile (through soundfile) reads only the files PyAV refuses to open (a few odd
+Ogg files). Every file goes through the same downmix (:func:`_downmix`, the mean of the channels)
+and the same resampler (:func:`_resample`, soxr HQ): PyAV's own resampler downmixes 3 dB louder,
+which changes the MFCCs. libav's warnings go to this module's log at debug level, with the file
+name, never to stderr. Every failure raises :class:`AudioError`, whose reason never repeats the path.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
+import logging
 import math
 import os
-import shutil
-import signal
 import stat
-import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from fractions import Fraction
 
+import av
 import numpy as np
 import soundfile as sf
 import soxr
+
+log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".wave", ".au", ".snd", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus", ".mp3",
@@ -31,10 +37,17 @@ AUDIO_EXTENSIONS = frozenset(
 )
 """Extensions the producer treats as audio (matched case-insensitively)."""
 
-PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a child gets when its parent dies
-READ_BLOCK_FRAMES = 1 << 16  # frames per read, so a decoding error mid-file keeps the blocks before it
+RUN_UP_SECONDS = 0.2  # a window is sought this far before its start: MP3, AAC and Opus decoders need the run-up
+CONTEXT_SECONDS = 0.02  # decoded beyond each end of a window, so the resampler's edge effects fall outside it
+TAIL_SECONDS = 2.0  # the tail check seeks this far before the end the header gives
+TAIL_LIMIT_SECONDS = 30.0  # a tail check decoding more than this past its guess gives the guess up (header wrong)
+MAX_BAD_PACKETS = 100  # packets that fail to decode before a damaged file is cut there
+READ_BLOCK_FRAMES = 1 << 16  # libsndfile frames per read, so a decoding error mid-file keeps the blocks before it
+CONTAINER_NAMES = {"mov,mp4,m4a,3gp,3g2,mj2": "MP4"}  # FFmpeg's demuxer names that say little to people
 
-FFMPEG_ONLY_EXTENSIONS = frozenset({".m4a", ".aac", ".mp4", ".wma", ".alac", ".ape", ".wv", ".mka", ".webm"})
+av.logging.set_level(av.logging.WARNING)  # libav's messages reach Python: captured while a file is open (_opened)
+logging.getLogger("libav").addHandler(logging.NullHandler())  # any other one is dropped, never printed on stderr
+logging.getLogger("libav").propagate = False
 
 
 class AudioError(Exception):
@@ -52,9 +65,9 @@ class AudioError(Exception):
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What a file holds, read from its header without decoding."""
+    """What a file holds, read from its container without decoding it whole."""
 
-    format: str  # e.g. "OGG/OPUS", "MP3/MPEG_LAYER_III", "ffmpeg"
+    format: str  # container/codec, e.g. "OGG/OPUS", "MP3/MP3", "MP4/AAC" (libsndfile's: "OGG/VORBIS")
     samplerate: int
     channels: int
     duration: float  # seconds
@@ -82,81 +95,284 @@ def check_readable(path: str | os.PathLike[str]) -> os.stat_result:
 
 
 def probe(path: str | os.PathLike[str]) -> AudioInfo:
-    """Header facts of ``path``; raises :class:`AudioError` if no decoder can read it."""
-    check_readable(path)
-    if _needs_ffmpeg(path):
-        y = _ffmpeg_decode(path, 22050)
-        return AudioInfo("ffmpeg", 22050, 1, len(y) / 22050)
-    try:
-        info = sf.info(os.fspath(path))
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        if shutil.which("ffmpeg"):
-            y = _ffmpeg_decode(path, 22050)
-            return AudioInfo("ffmpeg", 22050, 1, len(y) / 22050)
-        raise AudioError(path, f"not a readable audio file ({_sf_reason(exc)})") from None
-    if info.frames <= 0 or info.samplerate <= 0:
+    """Format, rate, channels and duration of ``path``; raises :class:`AudioError` if no decoder reads it.
+
+    PyAV's duration is the container's, checked by decoding its last seconds (:func:`_verified_end`),
+    so a missing or wrong header duration is found out without decoding the whole file.
+    """
+    size = check_readable(path).st_size
+    with _opened(path) as source:
+        frames = _verified_end(source, size) if isinstance(source, _Source) else source.frames
+        info = AudioInfo(source.format, source.rate, source.channels, frames / source.rate)
+    if info.duration <= 0:
         raise AudioError(path, "no audio frames")
-    return AudioInfo(f"{info.format}/{info.subtype}", info.samplerate, info.channels, info.frames / info.samplerate)
+    return info
 
 
 def load(path: str | os.PathLike[str], sr: int) -> np.ndarray:
-    """The whole file as mono float32 at ``sr`` Hz, shape (n_samples,)."""
+    """The whole file as mono float32 at ``sr`` Hz, shape (n_samples,); a damaged tail keeps what decoded."""
     check_readable(path)
-    if _needs_ffmpeg(path):
-        return _ffmpeg_decode(path, sr)
-    try:
-        with sf.SoundFile(os.fspath(path)) as f:
-            native_sr = f.samplerate
-            data = _read_until_error(f)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        if shutil.which("ffmpeg"):
-            return _ffmpeg_decode(path, sr)
-        raise AudioError(path, f"not a readable audio file ({_sf_reason(exc)})") from None
-    if data.shape[0] == 0:
+    with _opened(path) as source:
+        mono = source.span(0, None)
+    if mono is None:
         raise AudioError(path, "no audio frames")
-    return _to_mono_resampled(data, native_sr, sr)
+    return _resample(mono, source.rate, sr)
 
 
 def load_windows(path: str | os.PathLike[str], starts: Sequence[float], seconds: float, sr: int) -> np.ndarray:
     """Windows of ``seconds`` beginning at each of ``starts`` (seconds), shape (len(starts), seconds*sr).
 
-    Each window is decoded by seeking, never from the start of the file, and resampled on its own.
+    The file is opened once; each window is reached by seeking, never by decoding from the start.
     A start is moved (by a few ms) to the nearest instant that falls on a sample of both the file's
-    rate and ``sr``, so a window holds the same samples as that span of a full :func:`load` (up to
-    resampler edge effects). A window running past the end of the file is zero-padded.
+    rate and ``sr``, and each window is resampled with ``CONTEXT_SECONDS`` of audio on either side,
+    so it holds the same samples as that span of a full :func:`load`. A window running past the end
+    of the file (or past the point where a truncated file stops) is zero-padded; raises
+    :class:`AudioError` when not one window decodes.
     """
     check_readable(path)
     length = int(round(seconds * sr))
     out = np.zeros((len(starts), length), dtype=np.float32)
-    if _needs_ffmpeg(path):
-        y = _ffmpeg_decode(path, sr)
-        for i, start in enumerate(starts):
-            piece = y[int(start * sr): int(start * sr) + length]
+    with _opened(path) as source:
+        common = math.gcd(source.rate, sr)  # both rates have a sample every 1/common s
+        step_native, step_out = source.rate // common, sr // common
+        pad = math.ceil(CONTEXT_SECONDS * common)  # context on each side, in units of 1/common s
+        decoded = 0
+        for i in sorted(range(len(starts)), key=lambda i: starts[i]):
+            units = max(0, round(starts[i] * common))
+            left = min(pad, units)  # no context before the file's start
+            mono = source.span((units - left) * step_native, (round(seconds * common) + left + pad) * step_native)
+            if mono is None:
+                continue
+            decoded += 1
+            piece = _resample(mono, source.rate, sr)[left * step_out: left * step_out + length]
             out[i, : len(piece)] = piece
-        return out
-    try:
-        with sf.SoundFile(os.fspath(path)) as f:
-            native_sr = f.samplerate
-            native_len = int(round(seconds * native_sr))
-            common = math.gcd(native_sr, sr)  # both rates have a sample every 1/common s
-            decoded, error = 0, None
-            for i, start in enumerate(starts):
-                try:
-                    f.seek(min(max(0, round(start * common)) * (native_sr // common), f.frames))
-                    data = _read_until_error(f, native_len)
-                except (sf.LibsndfileError, RuntimeError) as exc:  # past a truncation: the window stays silent
-                    error = exc
-                    continue
-                if data.shape[0] == 0:
-                    continue
-                decoded += 1
-                piece = _to_mono_resampled(data, native_sr, sr)[:length]
-                out[i, : len(piece)] = piece
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(path, f"decoding failed ({_sf_reason(exc)})") from None
-    if decoded == 0 and error is not None:  # not one window: the file is broken, not silent
-        raise AudioError(path, f"decoding failed ({_sf_reason(error)})")
+    if decoded == 0 and len(starts):
+        raise AudioError(path, "decoding failed (no window could be decoded)")
     return out
+
+
+# --- PyAV ------------------------------------------------------------------------------------------
+
+
+class _Source:
+    """One open container's first audio stream, addressed by sample index from the stream's start."""
+
+    def __init__(self, path: str, container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> None:
+        self.path = path
+        self.container = container
+        self.stream = stream
+        ctx = stream.codec_context
+        self.rate = int(ctx.sample_rate)
+        self.channels = int(ctx.channels)
+        name = container.format.name
+        self.format = f"{CONTAINER_NAMES.get(name, name.split(',')[0]).upper()}/{ctx.name.upper()}"
+        self.time_base: Fraction = stream.time_base
+        self.start_pts = stream.start_time or 0
+        self.fresh = True  # nothing read yet: decoding starts at the file's first packet
+        self.last_pts: int | None = None  # timestamp of the frame frames() yielded last
+
+    def sample_of(self, pts: int) -> int:
+        """The stream's sample index at timestamp ``pts``."""
+        return round((pts - self.start_pts) * self.time_base * self.rate)
+
+    def pts_of(self, seconds: float) -> int:
+        return self.start_pts + math.floor(seconds / self.time_base)
+
+    def seek(self, seconds: float) -> None:
+        """To the last key point at or before ``seconds`` (from the file's start when that is before 0.2 s
+        and nothing was read yet: a seek to 0 drops an m4a's priming packet)."""
+        if self.fresh and seconds < RUN_UP_SECONDS:
+            return
+        self.fresh = False
+        self.container.seek(self.pts_of(max(0.0, seconds)), stream=self.stream, backward=True)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Decoded frames from here on as (channels, n) float32, the timestamp of each in :attr:`last_pts`
+        (``None`` when it has none); stops at the end, at a read error, or after too many bad packets."""
+        self.fresh = False
+        bad = 0
+        packets = self.container.demux(self.stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.FFmpegError:  # a read error or damaged container: the audio ends here
+                return
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                bad += 1
+                if bad > MAX_BAD_PACKETS:
+                    return
+                continue
+            for frame in frames:
+                self.last_pts = frame.pts
+                samples = _planar(frame)
+                if frame.sample_rate != self.rate:  # a chained stream at another rate: keep ours
+                    samples = np.stack([_resample(c, frame.sample_rate, self.rate) for c in samples])
+                yield samples
+
+    def span(self, first: int, count: int | None) -> np.ndarray | None:
+        """Mono samples ``first`` .. ``first + count`` (native rate; ``None``: to the end), or ``None`` when
+        nothing decodes there (past the end of a truncated file).
+
+        Seeks ``RUN_UP_SECONDS`` before, then places the decoded audio by the most common value of
+        (sample index of a frame's timestamp - samples decoded before it), each frame weighing its
+        length, not by the first frame's timestamp alone: FFmpeg gives some Vorbis frames timestamps
+        hundreds of samples off (the short blocks of some files, the first page of others). A full
+        decode is placed the same way, so it and every window share one time axis.
+        """
+        self.seek(first / self.rate - RUN_UP_SECONDS)
+        chunks: list[np.ndarray] = []
+        origins: Counter[int] = Counter()
+        decoded = 0
+        for samples in self.frames():
+            if self.last_pts is not None:
+                origins[self.sample_of(self.last_pts) - decoded] += samples.shape[1]
+            chunks.append(_downmix(samples))
+            decoded += samples.shape[1]
+            if count is not None and len(chunks) > 2 and origins.most_common(1)[0][0] + decoded >= first + count:
+                break
+        if not chunks:
+            return None
+        origin = origins.most_common(1)[0][0] if origins else first
+        mono = np.concatenate(chunks)[max(0, first - origin):]
+        if origin > first:  # the audio's timestamps begin after the span's start: silence before them
+            mono = np.concatenate([np.zeros(origin - first, np.float32), mono])
+        return mono[:count] if len(mono) else None
+
+
+@contextmanager
+def _opened(path: str | os.PathLike[str]) -> Iterator[_Source | _SfSource]:
+    """The file's first audio stream through PyAV, or through libsndfile when PyAV refuses the file.
+
+    libav's messages while it is open are logged at debug level with the file name.
+    """
+    name = os.fspath(path)
+    with av.logging.Capture(local=False) as messages:  # also what FFmpeg's own threads say
+        try:
+            container = av.open(name, metadata_errors="ignore")
+            audio = container.streams.audio
+            refused = None if audio and audio[0].codec_context.sample_rate > 0 else "no audio stream it can decode"
+        except av.FFmpegError as exc:
+            container, refused = None, _av_reason(exc)
+        try:
+            if refused is None:
+                yield _Source(name, container, container.streams.audio[0])
+            else:
+                log.debug("%s: PyAV cannot read it (%s); trying libsndfile", name, refused)
+                with _stderr_logged(name):
+                    try:
+                        f = sf.SoundFile(name)
+                    except (sf.LibsndfileError, RuntimeError) as exc:
+                        raise AudioError(path, f"not a readable audio file ({_sf_reason(exc)})") from None
+                    with f:
+                        yield _SfSource(name, f)
+        finally:
+            if container is not None:
+                container.close()
+    for level, component, message in messages:
+        log.debug("%s: libav %s: %s", name, component or "-", message.strip())
+
+
+def _verified_end(source: _Source, size: int) -> int:
+    """The stream's length in samples: where decoding near the header's end stops.
+
+    The header's duration (or, when it has none, the size over the bit rate) is checked by seeking
+    ``TAIL_SECONDS`` before it and decoding to the end. When nothing decodes there (a truncated
+    file), the size-over-bit-rate estimate is checked the same way; a file whose audio runs on far
+    past a guess keeps the guess's end as a lower bound rather than being decoded whole.
+    """
+    stream, container = source.stream, source.container
+    header = None
+    if stream.duration:
+        header = float(stream.duration * stream.time_base)
+    elif container.duration:
+        header = container.duration / av.time_base
+    rate = container.bit_rate or stream.bit_rate
+    estimate = size * 8 / rate if rate else None
+    fallback = 0
+    for guess in dict.fromkeys(g for g in (header, estimate) if g):
+        source.seek(max(0.0, guess - TAIL_SECONDS))
+        end, first = None, None
+        for samples in source.frames():
+            if source.last_pts is not None:
+                start = source.sample_of(source.last_pts)
+                first = start if first is None else first
+                end = start + samples.shape[1]
+            if end is not None and end > (guess + TAIL_LIMIT_SECONDS) * source.rate:
+                break
+        else:
+            if end is not None:
+                return end
+            continue
+        fallback = max(fallback, end)
+    return fallback or round((header or estimate or 0) * source.rate)
+
+
+def _planar(frame: av.AudioFrame) -> np.ndarray:
+    """A frame's samples as (channels, n) float32 in [-1, 1]."""
+    a = frame.to_ndarray()
+    if not frame.format.is_planar:
+        a = a.reshape(-1, frame.layout.nb_channels).T
+    if a.dtype == np.int16:
+        return a.astype(np.float32) / 32768.0
+    if a.dtype == np.int32:
+        return (a / 2147483648.0).astype(np.float32)
+    if a.dtype == np.uint8:
+        return (a.astype(np.float32) - 128.0) / 128.0
+    if a.dtype == np.int64:
+        return (a / 9223372036854775808.0).astype(np.float32)
+    return a.astype(np.float32, copy=False)
+
+
+def _av_reason(exc: av.FFmpegError) -> str:
+    """FFmpeg's words for an error, without the file name PyAV appends."""
+    return exc.strerror or type(exc).__name__
+
+
+# --- libsndfile fallback ---------------------------------------------------------------------------
+
+
+class _SfSource:
+    """A file only libsndfile reads, with :class:`_Source`'s ``span`` (libsndfile seeks by sample)."""
+
+    def __init__(self, path: str, f: sf.SoundFile) -> None:
+        self.path = path
+        self.file = f
+        self.rate = f.samplerate
+        self.channels = f.channels
+        self.frames = f.frames
+        self.format = f"{f.format}/{f.subtype}"
+
+    def span(self, first: int, count: int | None) -> np.ndarray | None:
+        """Mono samples ``first`` .. ``first + count`` (``None``: to the end), or ``None`` when none decode."""
+        try:
+            self.file.seek(min(first, self.frames))
+            data = _read_until_error(self.file, count)
+        except (sf.LibsndfileError, RuntimeError) as exc:  # past a truncation
+            log.debug("%s: libsndfile: %s", self.path, _sf_reason(exc))
+            return None
+        return _downmix(data.T) if len(data) else None
+
+
+@contextmanager
+def _stderr_logged(name: str) -> Iterator[None]:
+    """What libsndfile's bundled mpg123 prints straight to file descriptor 2 goes to the log at debug
+    level instead (this process's stderr is redirected meanwhile: only the rare fallback pays for it)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                log.debug("%s: libsndfile: %s", name, line.strip())
 
 
 def _read_until_error(f: sf.SoundFile, frames: int | None = None) -> np.ndarray:
@@ -182,55 +398,6 @@ def _read_until_error(f: sf.SoundFile, frames: int | None = None) -> np.ndarray:
     return np.concatenate(blocks)
 
 
-def _to_mono_resampled(data: np.ndarray, native_sr: int, sr: int) -> np.ndarray:
-    """(frames, channels) at ``native_sr`` to (samples,) mono at ``sr``."""
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
-    if native_sr != sr:
-        mono = soxr.resample(mono, native_sr, sr, quality="HQ").astype(np.float32, copy=False)
-    if not np.all(np.isfinite(mono)):
-        mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
-    return mono
-
-
-def _needs_ffmpeg(path: str | os.PathLike[str]) -> bool:
-    suffix = Path(path).suffix.lower()
-    if suffix not in FFMPEG_ONLY_EXTENSIONS:
-        return False
-    if shutil.which("ffmpeg") is None:
-        raise AudioError(path, f"unsupported format {suffix}: install ffmpeg to read it")
-    return True
-
-
-def _ffmpeg_decode(path: str | os.PathLike[str], sr: int, timeout: float | None = None) -> np.ndarray:
-    """Decode with an ffmpeg subprocess straight to mono float32 at ``sr``."""
-    if timeout is None:
-        from genretag.config import get_settings
-
-        timeout = get_settings().decode_timeout
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", os.fspath(path), "-f", "f32le", "-ac", "1", "-ar", str(sr), "-"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, preexec_fn=functools.partial(_die_with_parent, os.getpid()))
-    except subprocess.TimeoutExpired:
-        raise AudioError(path, f"ffmpeg timed out after {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioError(path, f"ffmpeg could not decode it ({detail[-1] if detail else 'exit ' + str(proc.returncode)})")
-    y = np.frombuffer(proc.stdout, dtype=np.float32).copy()
-    if y.size == 0:
-        raise AudioError(path, "no audio frames")
-    return y
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the ffmpeg child: be killed when the decoding process dies (a time limit or a crash killed
-    it), instead of decoding on, orphaned, for nobody. Linux only; elsewhere a no-op."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # it died between the fork and the prctl
-            os._exit(1)
-
-
 def _sf_reason(exc: Exception) -> str:
     """libsndfile's message without the file name it repeats."""
     text = str(exc)
@@ -238,3 +405,21 @@ def _sf_reason(exc: Exception) -> str:
     if not text or "not a regular file" in text:  # libsndfile's words when no format matched; the file was checked
         return "no decoder recognised its data"
     return text
+
+
+# --- the one downmix and the one resampler ---------------------------------------------------------
+
+
+def _downmix(samples: np.ndarray) -> np.ndarray:
+    """(channels, n) to (n,) float32: the mean of the channels, for every decoder."""
+    mono = samples.mean(axis=0) if samples.shape[0] > 1 else samples[0]
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _resample(mono: np.ndarray, native_sr: int, sr: int) -> np.ndarray:
+    """Mono audio from ``native_sr`` to ``sr`` with soxr HQ, non-finite samples zeroed: for every decoder."""
+    if native_sr != sr and len(mono):
+        mono = soxr.resample(mono, native_sr, sr, quality="HQ").astype(np.float32, copy=False)
+    if not np.all(np.isfinite(mono)):
+        mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
+    return mono

@@ -72,7 +72,6 @@ class Settings:
     max_attempts: int = 3  # a file that fails or kills a worker this often is marked failed
     task_soft_time_limit: int = 120  # seconds
     task_time_limit: int = 180  # seconds; the process is killed past this
-    decode_timeout: float = 60.0  # seconds allowed for an external decoder (ffmpeg)
 
     # The files' own tags.
     tag_map: str = ""  # a file of extra "tag spelling = genre" lines for the mapping table (docs/tags.md)

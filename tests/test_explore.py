@@ -12,7 +12,7 @@ from genretag.cli import cli
 from genretag.report.explore import SECTIONS
 from browser import EXTERNAL_URL, rendered_sections
 from filetags import set_tags
-from media import encode
+from media import convert
 from processes import run_genretag
 
 
@@ -60,7 +60,7 @@ def test_explorer_of_a_tagged_library_in_chromium(gtzan_dir: Path, sqlite_url: s
                                                   training_cache: Path) -> None:
     root = tmp_path / "music"
     for clip, name, genre, artist in LIBRARY:
-        path = encode(gtzan_dir / f"{clip}.opus", root / name, 8.0)
+        path = convert(gtzan_dir / f"{clip}.opus", root / name, 8.0)
         set_tags(path, [genre] if genre else None, artist=artist, album=f"{artist} album")
     scanned = run_genretag(sqlite_url, "scan", str(root), broker_url="", workers=1)
     assert scanned.returncode == 0 and "8 done" in scanned.stdout, scanned.stdout + scanned.stderr

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from filetags import set_tags
-from media import audio_hash, decode, encode
+from media import audio_hash, convert, decode
 from processes import run_genretag
 from genretag import tags
 from genretag.classify import TrackResult
@@ -27,7 +27,7 @@ from genretag.genremap import GenreMap, GenreMapError, load_map, spelling_key
 from genretag.producer.walk import is_audio_name
 
 FORMATS = (".mp3", ".ogg", ".opus", ".flac", ".m4a")  # the scanned library's
-TAG_FORMATS = (*FORMATS, ".wma")  # read and written one file at a time (WMA audio needs ffmpeg to classify)
+TAG_FORMATS = (*FORMATS, ".wma")  # read and written one file at a time
 SECONDS = 8.0
 
 
@@ -35,7 +35,7 @@ SECONDS = 8.0
 def encoded(tmp_path_factory: pytest.TempPathFactory, gtzan_dir: Path) -> dict[str, Path]:
     """One untagged 8-s clip per format (jazz.00001 for all), encoded once per session."""
     out = tmp_path_factory.mktemp("encoded")
-    return {ext: encode(gtzan_dir / "jazz" / "jazz.00001.opus", out / f"clip{ext}", SECONDS) for ext in TAG_FORMATS}
+    return {ext: convert(gtzan_dir / "jazz" / "jazz.00001.opus", out / f"clip{ext}", SECONDS) for ext in TAG_FORMATS}
 
 
 # --- reading ------------------------------------------------------------------------------------
