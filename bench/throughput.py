@@ -13,8 +13,10 @@ Modes (each in a fresh process, so memory and interpreter state never leak betwe
 * ``celery``     ``genretag scan`` enqueueing to a real Celery worker subprocess (2 processes) on a
                  dedicated Redis db, results in a temporary SQLite file.
 
-Printed per mode: tracks/s, audio hours per hour, ratio against naive, share of the time spent
-decoding (where the mode can be instrumented), and each process's peak RSS. ``--memory`` also
+Printed per mode: tracks/s, audio hours per hour, ratio against naive, CPU s per classified track
+and the share of it spent decoding (where the mode can be instrumented), and each process's peak RSS.
+``--model pretrained`` runs ours with the pretrained bundle (musicnn + GTZAN head); naive stays the
+MFCC CNN's pipeline, the baseline both bundles are measured against. ``--memory`` also
 runs the memory check: one Celery worker process classifying 100 real tracks ten times over,
 its RSS after each 100 classifications; then the same for the old product (Keras on TensorFlow,
 bench/baseline.py) over ``--baseline-scans`` rounds.
@@ -168,17 +170,17 @@ def _instrument_decoding() -> None:
         setattr(audio, name, _timed(getattr(audio, name)))
 
 
-def _prepare_timed(job: tuple[str, object, object]) -> tuple[object | None, float, float]:
+def _prepare_timed(job: tuple[str, object, object, object]) -> tuple[object | None, float, float]:
     """(PreparedTrack or None, decode CPU s, total CPU s) for one file's next stage."""
     from genretag.audio import AudioError
     from genretag.classify import prepare
 
     global _decode_seconds
-    path, settings, after = job
+    path, settings, params, after = job
     _decode_seconds = 0.0
     t0 = time.process_time()
     try:
-        track = prepare(path, settings, after=after)
+        track = prepare(path, settings, params, after)
     except AudioError:
         track = None
     return track, _decode_seconds, time.process_time() - t0
@@ -199,7 +201,7 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
         classifier.decide([])
         infer = 0.0
         t0 = time.perf_counter()
-        pending: list = [(p, settings, None) for p in paths]
+        pending: list = [(p, settings, classifier.bundle.features, None) for p in paths]
         batch: list = []
         again: list = []
 
@@ -209,7 +211,7 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
                 a = time.process_time()
                 for outcome in classifier.decide(batch):
                     if isinstance(outcome, Unsettled):
-                        again.append((outcome.path, settings, outcome))
+                        again.append((outcome.path, settings, classifier.bundle.features, outcome))
                     else:
                         run.tracks += 1
                 infer += time.process_time() - a
@@ -253,7 +255,8 @@ def run_scan(paths_root: Path, mode: str, settings, redis_url: str) -> Run:
     run = Run(mode)
     tmp = Path(tempfile.mkdtemp(prefix=f"genretag-bench-{mode}-"))
     env = {**os.environ, "GENRETAG_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-           "GENRETAG_WORKERS": str(settings.worker_count), **vote_env(settings),
+           "GENRETAG_WORKERS": str(settings.worker_count), "GENRETAG_MODEL_PATH": str(settings.model_path),
+           **vote_env(settings),
            "GENRETAG_FOLLOW_SYMLINKS": "1"}  # --limit links files
     worker = None
     if mode == "celery":
@@ -377,11 +380,15 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=10, help="rounds of 100 classifications for our RSS")
     parser.add_argument("--baseline-scans", type=int, default=2, help="rounds of 100 for the old product's RSS")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="a Redis db used only by this bench")
+    parser.add_argument("--model", type=Path, help="our bundle: a file or a shipped name, e.g. 'pretrained' "
+                        "[default: GENRETAG_MODEL_PATH or the default bundle]; naive always runs the default MFCC CNN")
     args = parser.parse_args()
 
     from genretag.config import get_settings
 
-    settings = get_settings().replace(workers=args.workers)
+    from genretag.config import PACKAGED_MODEL
+
+    settings = get_settings().replace(workers=args.workers, model_path=args.model)
     paths = audio_files(args.library)[: args.limit or None]
     root = args.library
     if args.limit:  # the scan commands take a folder: link the subset into one
@@ -399,7 +406,7 @@ def main() -> None:
     for mode in args.modes:
         print(f"  running {mode} ...", file=sys.stderr, flush=True)
         if mode == "naive":
-            run = in_child(run_naive, paths, str(settings.model_path), 1)
+            run = in_child(run_naive, paths, str(PACKAGED_MODEL), 1)
         elif mode in ("direct", "direct-serial"):
             run = in_child(run_direct, paths, settings, mode == "direct")
         else:
@@ -428,15 +435,16 @@ def report(runs: Sequence[Run], total_audio: float) -> None:
     print()
     print("tracks/s counts every file handled (classified or failed: too short, silent, unreadable)")
     print(f"{'mode':<14}{'tracks':>7}{'failed':>7}{'wall s':>9}{'tracks/s':>9}{'audio h/h':>10}"
-          f"{'x naive':>8}{'cpu s':>7}{'decode':>8}  peak RSS MB")
+          f"{'x naive':>8}{'cpu s':>7}{'s/track':>8}{'decode':>8}  peak RSS MB")
     for r in runs:
         tps = (r.tracks + r.failed) / r.wall if r.wall else 0.0  # files handled, classified or not
         ratio = f"{tps / ((base.tracks + base.failed) / base.wall):.1f}" if base else "-"
         share = f"{r.decode_seconds / r.busy_seconds:.0%}" if r.busy_seconds else "-"
         cpu = f"{r.busy_seconds:.0f}" if r.busy_seconds else "-"
+        per_track = f"{r.busy_seconds / r.tracks:.2f}" if r.busy_seconds and r.tracks else "-"  # CPU s per classified track
         rss = ", ".join(f"{k} {v:.0f}" for k, v in r.peak_rss_mb.items())
         print(f"{r.mode:<14}{r.tracks:>7}{r.failed:>7}{r.wall:>9.1f}{tps:>9.2f}{total_audio / r.wall if r.wall else 0:>10.0f}"
-              f"{ratio:>8}{cpu:>7}{share:>8}  {rss}")
+              f"{ratio:>8}{cpu:>7}{per_track:>8}{share:>8}  {rss}")
     for r in runs:
         if r.note:
             print(f"  {r.mode}: {r.note}")

@@ -38,7 +38,7 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="Model bundle [GENRETAG_MODEL_PATH].")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="Model bundle: a file, or a shipped one by name, 'default' (the MFCC CNN) or 'pretrained' (musicnn + GTZAN head) [GENRETAG_MODEL_PATH].")
 @click.option("--database-url", help="SQLAlchemy URL [GENRETAG_DATABASE_URL]; default: SQLite in the user data dir.")
 @click.option("--broker-url", help="Celery broker URL [GENRETAG_BROKER_URL]; empty: embedded local mode.")
 @click.option("--segments", type=click.Choice(["spread", "all"]), help="Vote over staged windows spread over long tracks, or every segment [GENRETAG_SEGMENTS].")
@@ -249,17 +249,20 @@ def training_source(from_library_help: str) -> Callable[[Callable], Callable]:
 @click.option("--early-stopping/--no-early-stopping", default=None, help="Stop on validation tracks, or train on train+valid tracks (all fold tracks in CV) for exactly --epochs; never test.")
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
 @click.option("--seed", type=int, help="Random seed.")
+@click.option("--head-c", type=click.FloatRange(0, min_open=True), help="musicnn: the head's C (inverse L2) [default: the best on CV, genretag.training.pretrained.HEAD_C].")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
 @click.option("--trials", type=click.IntRange(1), default=16, show_default=True, help="With --arch dense: settings tried by the random search (the seed's first).")
 @click.pass_context
 def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_library: bool, mapped: bool,
           min_tracks: int, valid_fraction: float, arch: str, recipe_name: str, folds: int | None, out: Path | None,
-          report: Path | None, splits: Path | None, trials: int, **overrides: object) -> None:
+          report: Path | None, splits: Path | None, trials: int, head_c: float | None, **overrides: object) -> None:
     """Train a model on GTZAN (split by track), or cross-validate one with --folds.
 
     With --from-library, train on the genre tags of the library's tracks under ROOT... instead.
     ``--arch dense`` is the descriptor network: a random search over its settings, cross-validated
     by track on the descriptor table's train+valid rows (`genretag fuse` puts the chosen one in a bundle).
+    ``--arch musicnn`` trains the pretrained family: a head on musicnn's frozen MSD backbone
+    (--folds: its C on CV; otherwise the head at --head-c, calibrated on CV's out-of-fold tracks).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     require_tensorflow()
@@ -284,6 +287,8 @@ def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_li
         return
     if data is None or roots:
         raise click.UsageError("give --data GTZAN_FOLDER, or --from-library [ROOT...]")
+    if arch == "musicnn":
+        return _train_pretrained(data, splits, settings_of(ctx), folds, out, report, head_c, config.threads)
     dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
     verbose = 1 if sys.stdout.isatty() else 2
     if folds:
@@ -416,6 +421,32 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
         written = write_calibration({**report, "cv": table}, report_dir)
         click.echo(f"wrote {written[0]} and {written[1]}")
 
+def _train_pretrained(data: Path, splits: Path | None, settings: Settings, folds: int | None, out: Path | None,
+                      report: Path | None, head_c: float | None, threads: int) -> None:
+    """``train --arch musicnn``: backbone features of every clip (cached), then CV of the head or the bundle."""
+    from genretag.training import export, pretrained
+    from genretag.training.datasets import discover
+    from genretag.training.networks import configure_tensorflow
+
+    configure_tensorflow(threads)
+    dataset = discover(data, splits)
+    clips = dataset.clips + dataset.excerpts
+    with click.progressbar(clips, label=f"musicnn features of {len(clips)} clips", file=sys.stderr) as bar:
+        loaded = pretrained.backbone_features(bar, settings.cache_dir)
+    tracks, excerpts = [t for t in loaded if not t.clip.excerpt], [t for t in loaded if t.clip.excerpt]
+    if folds:
+        summary = pretrained.cross_validate_grid(dataset, tracks, excerpts, folds, echo=click.echo)
+        click.echo(f"best C {summary['best_C']:g}")
+    else:
+        trained = pretrained.train(dataset, tracks, excerpts, head_c or pretrained.HEAD_C, echo=click.echo)
+        summary = trained.cv
+        bundle = pretrained.bundle_of(trained)
+        path = export.save(trained.model, bundle, out or Path("genretag-musicnn.genretag"))
+        click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {bundle.version}")
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(summary, indent=2) + "\n")
+
 
 def _library_rows(settings: Settings, roots: tuple[str, ...], mapped: bool, min_tracks: int) -> LibraryLabels:
     """The library's labelled tracks under ``roots`` (a session opened and closed here): plain rows."""
@@ -486,8 +517,9 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
     dataset = discover(data, splits)
     sides, how = dataset_sides(dataset)
     clips = [c for c in dataset.clips if split == "all" or sides.get(c.track_id) == split]
-    with click.progressbar(clips, label=f"MFCC of {len(clips)} {split} clips", file=sys.stderr) as bar:
-        tracks = select_tracks(load_features(bar, settings_of(click.get_current_context()).cache_dir), sides, split)
+    with click.progressbar(clips, label=f"{bundle.features.kind} features of {len(clips)} {split} clips", file=sys.stderr) as bar:
+        loaded = load_features(bar, settings_of(click.get_current_context()).cache_dir, bundle.features)
+        tracks = select_tracks(loaded, sides, split)
     if not tracks:
         raise click.ClickException(f"no {split} tracks found under {data}")
     segment_probs = predict_tracks(bundle.predictor(threads), tracks)

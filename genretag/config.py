@@ -17,7 +17,8 @@ import platformdirs
 
 APP_NAME = "genretag"
 ENV_PREFIX = "GENRETAG_"
-PACKAGED_MODEL = Path(__file__).parent / "data" / "default.genretag"
+PACKAGED_MODELS = Path(__file__).parent / "data"
+PACKAGED_MODEL = PACKAGED_MODELS / "default.genretag"
 
 
 def default_data_dir() -> Path:
@@ -28,6 +29,14 @@ def default_data_dir() -> Path:
 def default_cache_dir() -> Path:
     """Per-user cache directory (e.g. ``~/.cache/genretag``): training feature caches."""
     return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def resolve_model(path: Path) -> Path:
+    """A shipped bundle's name (``--model pretrained``) to its file; any other value is a path, kept as given."""
+    packaged = PACKAGED_MODELS / f"{path}.genretag"
+    if len(path.parts) == 1 and not path.suffix and not path.exists() and packaged.is_file():
+        return packaged
+    return path
 
 
 def default_database_url() -> str:
@@ -79,6 +88,9 @@ class Settings:
 
     # Training.
     cache_dir: Path = field(default_factory=default_cache_dir)  # per-track MFCC caches for training runs
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_path", resolve_model(Path(self.model_path)))
 
     def replace(self, **overrides: Any) -> Settings:
         """A copy with the given fields changed; ``None`` values are ignored (unset CLI options)."""

@@ -185,7 +185,7 @@ def dct_basis(n_mels: int, n_coefficients: int) -> np.ndarray:
                                 dtype=np.float32)
 
 
-def stft(segments: np.ndarray, params: MfccParams | DescriptorParams) -> np.ndarray:
+def stft(segments: np.ndarray, params: MfccParams | MusicnnParams | DescriptorParams) -> np.ndarray:
     """Complex64 STFT (n, frames, 1 + n_fft // 2) of segments, as librosa's (centred, zero padding)."""
     pad = params.n_fft // 2
     padded = np.pad(np.asarray(segments, np.float32), ((0, 0), (pad, pad)))
@@ -228,6 +228,62 @@ def mfcc(segments: np.ndarray, params: MfccParams) -> np.ndarray:
 
 
 register(MFCC, mfcc)
+
+
+# --- the musicnn kind ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MusicnnParams:
+    """musicnn's log-mel patches, as its MSD backbone was trained on (``musicnn.extractor.batch_data``).
+
+    16 kHz, n_fft 512, hop 256, 96 Slaney mels of the power spectrum, ``log10(1 + 10000 * mel)``
+    in float32 (musicnn's float16 overflows), 187 frames per patch. A segment is 187 hops long
+    (2.992 s), so a clip's segments sit where musicnn's own non-overlapping patches do.
+    """
+
+    kind: str = "musicnn"
+    sr: int = 16000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    n_frames: int = 187
+    log_scale: float = 10000.0  # the map is log10(1 + log_scale * mel power)
+    segment_seconds: float = 2.992  # n_frames * hop_length / sr
+    min_seconds: float = 1.0
+    silence_db: float = -60.0
+
+    @property
+    def segment_samples(self) -> int:
+        return int(round(self.segment_seconds * self.sr))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of one segment's map: (frames, mel bins)."""
+        return (self.n_frames, self.n_mels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+MUSICNN = MusicnnParams()
+
+
+def musicnn_logmel(segments: np.ndarray, params: MusicnnParams = MUSICNN) -> np.ndarray:
+    """Log-mel maps of segments (n, segment_samples) at 16 kHz: float32 (n, n_frames, n_mels), time first.
+
+    Each segment is taken alone (centred frames, zero padding at its edges), from the same STFT and
+    mel filterbank as the mfcc kind; its first 187 frames are musicnn's patch, the one left over is
+    centred on the next segment's start.
+    """
+    out = []
+    for i in range(0, len(segments), CHUNK):
+        mel = power(stft(segments[i: i + CHUNK], params)) @ mel_basis(params.sr, params.n_fft, params.n_mels)
+        out.append(fit_frames(np.log10(1 + params.log_scale * mel), params.n_frames))
+    return np.concatenate(out) if out else np.zeros((0, *params.shape), dtype=np.float32)
+
+
+register(MUSICNN, musicnn_logmel)
 
 
 # --- track descriptors (the columns of ../shared/gtzan/features/features_30_sec.csv) -------------

@@ -27,6 +27,7 @@ from genretag.audio import AudioError
 from genretag.classify import Classifier, PreparedTrack, TrackResult, Unsettled, prepare
 from genretag.config import Settings
 from genretag.db import session_scope, store
+from genretag.features import FeatureParams
 from genretag.worker import job
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class LocalRunner:
             self._decide()
 
     def _prepare(self, claim: store.Claim, after: Unsettled | None = None) -> None:
-        self._inflight[self.pool.submit(prepare, claim.path, self.settings, after=after)] = (claim, after)
+        self._inflight[self.pool.submit(prepare, claim.path, self.settings, self.features, after)] = (claim, after)
 
     @property
     def pool(self) -> ProcessPoolExecutor:
@@ -111,6 +112,11 @@ class LocalRunner:
         if self._classifier is None:
             self._classifier = loaded_classifier(self.settings, os.stat(self.settings.model_path).st_mtime_ns)
         return self._classifier
+
+    @property
+    def features(self) -> FeatureParams:
+        """The feature kind and parameters the bundle needs: what the decode processes compute, at its rate."""
+        return self.classifier.bundle.features
 
     # --- collecting ------------------------------------------------------------------------
 
@@ -153,7 +159,7 @@ class LocalRunner:
             self._pool = None
         for claim, after in suspects:
             try:
-                prepared = self.pool.submit(prepare, claim.path, self.settings, after=after).result(
+                prepared = self.pool.submit(prepare, claim.path, self.settings, self.features, after).result(
                     timeout=self.settings.task_time_limit
                 )
             except TimeoutError:

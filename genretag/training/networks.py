@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from genretag.bundle import Bundle, BundleError
+from genretag.training.musicnn import build_classifier
 
 
 def configure_tensorflow(threads: int) -> None:
@@ -84,8 +85,9 @@ def build_dense(n_inputs: int, n_classes: int, layers_: Sequence[int] = (512, 25
     return keras.Model(inputs, outputs, name="dense")
 
 
-ARCHITECTURES: dict[str, Callable[..., Any]] = {"seed": build_seed, "gap": build_gap}
-"""Builders by name; a bundle names the one that rebuilds it."""
+ARCHITECTURES: dict[str, Callable[..., Any]] = {"seed": build_seed, "gap": build_gap, "musicnn": build_classifier}
+"""Builders by name; a bundle names the one that rebuilds it. ``musicnn`` (the pretrained family) is trained by
+:mod:`genretag.training.pretrained`, not by ``fit``."""
 
 LEARNING_RATE_SCALE: dict[str, float] = {"seed": 1.0, "gap": 2.0}
 """Each architecture trains at the recipe's learning rate times this: ``gap``, batch-normalised after every
