@@ -24,12 +24,15 @@ from typing import Any
 import numpy as np
 
 from genretag.features import FEATURES, FeatureParams, registered
+from genretag.fusion import RULES, Fusion
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = 2
 TFLITE = "model.tflite"
 KERAS_WEIGHTS = "model.weights.h5"
+DESCRIPTOR_TFLITE = "descriptor.tflite"  # the descriptor network's export, named by meta's descriptor.file
+DESCRIPTOR_WEIGHTS = "descriptor.weights.h5"
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 
 
@@ -56,6 +59,23 @@ def features_of_meta(stored: dict[str, Any], source: object) -> FeatureParams:
                 if stored.get(k) != expected.get(k)}
         raise BundleError(f"{source}: feature parameters differ from this code's (stored, expected): {diff}")
     return params
+
+
+def descriptor_of_meta(section: dict[str, Any], files: dict[str, bytes], source: object) -> dict[str, Any]:
+    """A bundle's ``descriptor`` section, checked: this code's descriptor parameters and columns, a known
+    fusion rule, and its export present; :class:`BundleError` otherwise."""
+    from genretag import descriptors
+
+    expected = descriptors.expected()
+    stored = {"features": section.get("features"), "columns": section.get("columns")}
+    if stored != expected:
+        diff = {k: (stored[k], v) for k, v in expected.items() if stored[k] != v}
+        raise BundleError(f"{source}: descriptor parameters differ from this code's (stored, expected): {diff}")
+    if section["fusion"]["rule"] not in RULES:
+        raise BundleError(f"{source}: fusion rule {section['fusion']['rule']!r}, this code knows {', '.join(RULES)}")
+    if section["file"] not in files:
+        raise BundleError(f"{source}: no {section['file']} (the descriptor network's export) in the bundle")
+    return section
 
 
 # --- the bundle ----------------------------------------------------------------------------------
@@ -132,6 +152,18 @@ class Bundle:
         """A LiteRT interpreter for this bundle; build one per process and keep it."""
         return Predictor(self, threads)
 
+    def descriptor_predictor(self, threads: int) -> DescriptorPredictor:
+        """A LiteRT interpreter for the bundle's descriptor network (a bundle with a ``descriptor`` section)."""
+        return DescriptorPredictor(self, threads)
+
+    def fusion(self) -> Fusion:
+        """How track probabilities come from the CNN's vote (and the descriptor network's output), calibrated.
+
+        Without a descriptor network the CNN's vote alone (weight 1); without calibration, temperature 1.
+        """
+        fusion = (self.descriptor or {}).get("fusion", {"rule": "log", "weight": 1.0})
+        return Fusion(fusion["rule"], float(fusion["weight"]), float((self.calibration or {}).get("temperature", 1.0)))
+
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The metadata of a bundle, without loading its network."""
@@ -153,6 +185,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         files = {name: zf.read(name) for name in zf.namelist() if name != "meta.json"}
     if TFLITE not in files:
         raise BundleError(f"{path}: no {TFLITE} in the bundle")
+    calibration = meta.get("calibration")
+    if calibration is not None and calibration.get("method") != "temperature":
+        raise BundleError(f"{path}: calibration method {calibration.get('method')!r}, this code applies 'temperature'")
+    if "descriptor" in meta:
+        descriptor_of_meta(meta["descriptor"], files, path)
     return Bundle.from_meta(meta, params, files)
 
 
@@ -219,3 +256,37 @@ class Predictor:
             self._interpreter.invoke()
             probs[start: start + len(part)] = self._interpreter.get_tensor(self._output)[: len(part)]
         return probs
+
+
+class DescriptorPredictor:
+    """The descriptor network's probabilities from its LiteRT export: standardised rows in, one at a time.
+
+    One row per track, so the interpreter is allocated once for a batch of one.
+    """
+
+    def __init__(self, bundle: Bundle, threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        section = bundle.descriptor
+        self.mean = np.asarray(section["normalisation"]["mean"], np.float64)
+        self.std = np.asarray(section["normalisation"]["std"], np.float64)
+        self._interpreter = Interpreter(model_content=bundle.files[section["file"]], num_threads=threads)
+        (inp,) = self._interpreter.get_input_details()
+        (out,) = self._interpreter.get_output_details()
+        if inp["shape"][-1] != len(self.mean) or out["shape"][-1] != len(bundle.labels):
+            raise BundleError(f"bundle {bundle.version}: its descriptor network takes {inp['shape'][-1]} columns and "
+                              f"gives {out['shape'][-1]}; the section has {len(self.mean)} and {len(bundle.labels)} labels")
+        self._input, self._output = inp["index"], out["index"]
+        self._interpreter.resize_tensor_input(self._input, (1, len(self.mean)), strict=True)
+        with _banner_to_log():
+            self._interpreter.allocate_tensors()
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """Descriptor rows (n, n_columns), in the section's column order, to probabilities (n, n_labels)."""
+        z = ((np.asarray(rows, np.float64) - self.mean) / self.std).astype(np.float32)
+        out = []
+        for row in z:
+            self._interpreter.set_tensor(self._input, row[None, :])
+            self._interpreter.invoke()
+            out.append(self._interpreter.get_tensor(self._output)[0].copy())
+        return np.array(out, np.float32).reshape(len(z), -1)

@@ -14,15 +14,17 @@ another stage, and :func:`prepare` takes that answer to decode the next one.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from genretag import audio, features
-from genretag.bundle import Bundle, load_bundle
+from genretag import audio, descriptors, features, fusion
+from genretag.bundle import Bundle, load_bundle, read_meta
 from genretag.config import Settings
 from genretag.features import FEATURES, FeatureParams
 
@@ -38,6 +40,8 @@ class PreparedTrack:
     stage: int = 0
     final: bool = True  # no further stage: the vote is decided with what is here
     earlier: np.ndarray | None = None  # (n, n_labels) probabilities of the earlier stages' windows
+    descriptors: np.ndarray | None = None  # (n_columns,) of every loud window heard so far; None: not asked for
+    described: int = 0  # samples behind ``descriptors`` (to pool the next stage's in)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Unsettled:
     info: audio.AudioInfo
     stage: int
     probabilities: np.ndarray  # (n, n_labels) of every window decoded so far
+    descriptors: np.ndarray | None = None  # of the windows decoded so far
+    described: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,12 @@ class TrackResult:
 
     path: str
     genre: str
+    confidence: float  # calibrated probability of ``genre`` (fused with the descriptor network when the bundle has one)
+    uncertain: bool  # ``confidence`` below ``Settings.min_confidence``
+    runner_up: str | None  # the second genre when it is close (``Settings.runner_up_ratio``)
     vote_share: float  # fraction of segments that voted for ``genre``
-    mean_probability: float  # mean over segments of the probability of ``genre``
-    probabilities: dict[str, float]  # mean probability per genre, in label order
+    mean_probability: float  # mean over segments of the CNN's probability of ``genre``
+    probabilities: dict[str, float]  # calibrated probability per genre, in label order; sums to 1
     votes: dict[str, int]  # segments won per genre, in label order
     segments_used: int
     segment_mode: str
@@ -67,8 +76,12 @@ class TrackResult:
     model_version: str
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most probable genres with their mean probabilities."""
+        """The ``k`` most probable genres with their calibrated probabilities."""
         return sorted(self.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:k]
+
+    def label(self) -> str:
+        """``jazz``, or ``uncertain: jazz or classical`` (the runner-up only when close)."""
+        return fusion.Call(self.genre, self.confidence, self.uncertain, self.runner_up).label()
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "top": [{"genre": g, "probability": p} for g, p in self.top()]}
@@ -154,18 +167,30 @@ def settled(probabilities: np.ndarray, population: int, z: float) -> bool:
     return bool(lead.mean() > z * error)
 
 
+@functools.lru_cache(maxsize=4)
+def wants_descriptors(model_path: Path) -> bool:
+    """The bundle at ``model_path`` holds a descriptor network (read once per process from its meta)."""
+    return "descriptor" in read_meta(model_path)
+
+
 def prepare(
     path: str | os.PathLike[str], settings: Settings, params: FeatureParams = FEATURES, after: Unsettled | None = None
 ) -> PreparedTrack:
     """Decode what the vote needs next and compute its MFCC maps; raises :class:`audio.AudioError`.
 
-    Without ``after``, the first stage (or every segment); with it, the stage it asks for.
+    Without ``after``, the first stage (or every segment); with it, the stage it asks for. When the
+    model has a descriptor network, each stage also computes the descriptors of its loud windows and
+    pools them with the earlier stages', so the row describes all the audio the vote heard (a track
+    voted on every segment: the whole track).
     """
     info = after.info if after else audio.probe(path)
     starts = plan_windows(info.duration, settings, params)
+    describe = wants_descriptors(settings.model_path)
     if starts is None:
-        maps = features.extract(audio.load(path, params.sr), params)
-        track = PreparedTrack(os.fspath(path), info, "all", maps)
+        y = audio.load(path, params.sr)
+        maps = features.extract(y, params)
+        row = descriptors.of_windows(y[None, :]) if describe and len(maps) else None
+        track = PreparedTrack(os.fspath(path), info, "all", maps, descriptors=row, described=len(y))
     else:
         stage = after.stage if after else 0
         ends = stage_ends(len(starts), settings)
@@ -179,7 +204,13 @@ def prepare(
             windows, final = np.zeros((0, params.segment_samples), np.float32), True  # cut short: vote with what decoded
         maps = features.of_segments(windows, params)
         earlier = after.probabilities if after else None
-        track = PreparedTrack(os.fspath(path), info, "spread", maps, stage, final, earlier)
+        loud = windows[features.loud_enough(windows, params)]
+        row, described = (after.descriptors, after.described) if after else (None, 0)
+        if describe and len(loud):
+            new = descriptors.of_windows(loud)
+            row = new if row is None else descriptors.pooled([row, new], [described, loud.size])
+            described += loud.size
+        track = PreparedTrack(os.fspath(path), info, "spread", maps, stage, final, earlier, row, described)
     if track.final and len(maps) == 0 and (track.earlier is None or len(track.earlier) == 0):
         if info.duration < params.min_seconds:
             reason = f"too short: {info.duration:.2f} s of audio, at least {params.min_seconds:g} s needed"
@@ -214,6 +245,8 @@ class Classifier:
         self.bundle = bundle
         self.settings = settings
         self.predict = bundle.predictor(settings.threads_per_worker)
+        self.fuse = bundle.fusion()
+        self.describe = bundle.descriptor_predictor(settings.threads_per_worker) if bundle.descriptor else None
 
     @classmethod
     def load(cls, settings: Settings) -> Classifier:
@@ -240,7 +273,7 @@ class Classifier:
             if track.final or settled(p, population, self.settings.vote_z):
                 out.append(self._result(track, p))
             else:
-                out.append(Unsettled(track.path, track.info, track.stage + 1, p))
+                out.append(Unsettled(track.path, track.info, track.stage + 1, p, track.descriptors, track.described))
         return out
 
     def classify(self, path: str | os.PathLike[str]) -> TrackResult:
@@ -253,15 +286,25 @@ class Classifier:
             after = outcome
 
     def _result(self, track: PreparedTrack, probs: np.ndarray) -> TrackResult:
+        """The CNN's vote, fused with the descriptor network's output when there is one, calibrated, then the call."""
         labels = self.bundle.labels
-        genre, votes, mean = vote(probs, labels)
+        _, votes, mean = vote(probs, labels)
+        described = None
+        if self.describe is not None and track.descriptors is not None:
+            described = self.describe(track.descriptors[None, :])[0]
+        fused = self.fuse(np.array([mean[g] for g in labels]), described)[0]
+        decision = fusion.call(fused, labels, self.settings.min_confidence, self.settings.runner_up_ratio)
+        genre = decision.genre
         n = len(probs)
         return TrackResult(
             path=track.path,
             genre=genre,
+            confidence=decision.confidence,
+            uncertain=decision.uncertain,
+            runner_up=decision.runner_up,
             vote_share=votes[genre] / n,
             mean_probability=mean[genre],
-            probabilities=mean,
+            probabilities={g: float(p) for g, p in zip(labels, fused)},
             votes=votes,
             segments_used=n,
             segment_mode=track.segment_mode,

@@ -142,7 +142,11 @@ def worker(ctx: click.Context, loglevel: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.pass_context
 def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
-    """Print the genre of each FILE, its confidence, the top 3 and the segment votes."""
+    """Print the genre of each FILE, its confidence, the top 3 and the segment votes.
+
+    A call below GENRETAG_MIN_CONFIDENCE reads ``uncertain: jazz`` (``or classical`` when the
+    runner-up is close); the JSON carries ``uncertain``, ``runner_up`` and the calibrated probabilities.
+    """
     from genretag.audio import AudioError
     from genretag.bundle import BundleError
     from genretag.classify import Classifier
@@ -168,7 +172,7 @@ def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None
         top = ", ".join(f"{g} {p:.2f}" for g, p in result.top(3))
         votes = " ".join(f"{g}:{n}" for g, n in result.votes.items() if n)
         click.echo(
-            f"{path}: {result.genre} (votes {result.vote_share:.0%}, mean p {result.mean_probability:.2f})\n"
+            f"{path}: {result.label()} (confidence {result.confidence:.2f}, votes {result.vote_share:.0%})\n"
             f"  top 3: {top}\n"
             f"  votes over {result.segments_used} {result.segment_mode} segments: {votes}"
         )
@@ -247,13 +251,16 @@ def training_source(from_library_help: str) -> Callable[[Callable], Callable]:
 @click.option("--seed", type=int, help="Random seed.")
 @click.option("--head-c", type=click.FloatRange(0, min_open=True), help="musicnn: the head's C (inverse L2) [default: the best on CV, genretag.training.pretrained.HEAD_C].")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
+@click.option("--trials", type=click.IntRange(1), default=16, show_default=True, help="With --arch dense: settings tried by the random search (the seed's first).")
 @click.pass_context
 def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_library: bool, mapped: bool,
           min_tracks: int, valid_fraction: float, arch: str, recipe_name: str, folds: int | None, out: Path | None,
-          report: Path | None, splits: Path | None, head_c: float | None, **overrides: object) -> None:
+          report: Path | None, splits: Path | None, trials: int, head_c: float | None, **overrides: object) -> None:
     """Train a model on GTZAN (split by track), or cross-validate one with --folds.
 
     With --from-library, train on the genre tags of the library's tracks under ROOT... instead.
+    ``--arch dense`` is the descriptor network: a random search over its settings, cross-validated
+    by track on the descriptor table's train+valid rows (`genretag fuse` puts the chosen one in a bundle).
     ``--arch musicnn`` trains the pretrained family: a head on musicnn's frozen MSD backbone
     (--folds: its C on CV; otherwise the head at --head-c, calibrated on CV's out-of-fold tracks).
     """
@@ -264,6 +271,10 @@ def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_li
     from genretag.training.networks import members
     from genretag.training.train import cross_validate, recipe, train_model
 
+    if arch == "dense":
+        if data is None:
+            raise click.UsageError("--arch dense trains on the descriptor table beside --data GTZAN_FOLDER")
+        return _search_dense(data, splits, folds or 5, trials, report, overrides["seed"] or 0, overrides["threads"])
     try:
         members(arch)
     except BundleError as exc:
@@ -303,6 +314,112 @@ def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_li
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {result.bundle.version}, "
                f"{result.epochs_run} epochs (best {result.best_epoch})")
 
+
+def _search_dense(data: Path, splits: Path | None, folds: int, trials: int, report: Path | None, seed: int,
+                  threads: int) -> None:
+    """The descriptor network's random search, printed as a table and written to ``report``."""
+    from genretag.training.descriptors import TableError, search, split_tables
+    from genretag.training.networks import configure_tensorflow
+
+    configure_tensorflow(threads)
+    try:
+        rows, _, _, how = split_tables(data, splits)
+    except TableError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"descriptor network: {len(rows.track_ids)} train+valid rows ({how}), {folds}-fold CV by track", err=True)
+    def keep(summary: dict) -> None:
+        if report:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps(summary, indent=1) + "\n")
+
+    result = search(rows, trials, folds, seed, echo=lambda line: click.echo(line, err=True), progress=keep)
+    best = result["trials"][result["best"]]
+    click.echo(f"best: {best['config']}: balanced track accuracy {best['balanced_track_accuracy']['mean']:.3f} +- "
+               f"{best['balanced_track_accuracy']['std']:.3f}, track accuracy {best['track_accuracy']['mean']:.3f}")
+
+
+@cli.command()
+@click.argument("cnn_model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="GTZAN folder holding features/features_30_sec.csv and splits/.")
+@click.option("--cnn-cv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The CNN's held-out track votes: a CV report (genretag train --folds ... --report) or an evaluation.json of a held-out split.")
+@click.option("--search", "search_report", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The descriptor network's search report (genretag train --arch dense --report).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Fused bundle to write.")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), help="Write calibration.json (with the CV table) and calibration.png here.")
+@click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
+@click.option("--held-out-side", type=click.Choice(["train", "valid"]), help="The CNN report holds a whole list side held out (evaluate on a model trained without it): the descriptor network's held-out predictions leave that side out too.")
+@click.option("--always-fuse", is_flag=True, help="Keep the descriptor network even when the fused model is not better (to evaluate it side by side).")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="TensorFlow threads.")
+def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Path, report_dir: Path | None,
+         splits: Path | None, held_out_side: str | None, always_fuse: bool, threads: int) -> None:
+    """Add the descriptor network to CNN_MODEL, with the fusion rule, weight and temperature chosen out of fold.
+
+    The choice uses only train+valid tracks, each predicted by models that did not train on it; the
+    descriptor network is then trained on all train+valid rows of the table with the search's best settings.
+    Unless the fused model beats the CNN alone there in both track and balanced accuracy (folds
+    whose fusion is chosen on the other folds), the bundle keeps the CNN alone, calibrated.
+    """
+    require_tensorflow()
+    from genretag.bundle import load_bundle
+    from genretag.fusion import Fusion
+    from genretag.training.networks import configure_tensorflow
+    from genretag.training.calibrate import WEIGHTS, calibration_report
+    from genretag.training.descriptors import DenseConfig, TableError, split_tables
+    from genretag.training.fuse import cv_table, descriptor_held_out, fused_bundle, joined, write_calibration
+
+    configure_tensorflow(threads)
+    try:
+        rows, test_rows, sides, how = split_tables(data, splits)
+    except TableError as exc:
+        raise click.ClickException(str(exc)) from None
+    found = json.loads(search_report.read_text())
+    best = found["trials"][found["best"]]
+    cnn = load_bundle(cnn_model)
+    held_out = json.loads(cnn_cv.read_text()).get("out_of_fold")
+    if held_out is None or tuple(held_out["labels"]) != cnn.labels:
+        raise click.ClickException(f"{cnn_cv}: no out-of-fold track probabilities of this model's labels; "
+                                   "rerun the CV with this code")
+    folds = {r["track_id"]: r["fold"] for r in held_out["tracks"]}
+    on_test = sorted(t for t in folds if t in set(test_rows.track_ids))
+    if on_test:
+        raise click.ClickException(f"{cnn_cv}: holds test tracks ({', '.join(on_test[:3])}, ...): "
+                                   "the test split chooses nothing")
+    left_out = frozenset(t for t, side in sides.items() if side == held_out_side) if held_out_side else frozenset()
+    config = DenseConfig(**{**best["config"], "layers": tuple(best["config"]["layers"])})
+    descriptor = descriptor_held_out(rows, folds, config, left_out)
+    oof = joined({r["track_id"]: r["probabilities"] for r in held_out["tracks"]}, descriptor)
+    table = cv_table(oof)
+    helps = all(table["fused"][k]["mean"] > table["cnn"][k]["mean"] for k in ("track_accuracy", "balanced_track_accuracy"))
+    if not helps and always_fuse:
+        click.echo("the fused model is not better than the CNN alone on held-out tracks; fused anyway (--always-fuse)")
+        helps = True
+    elif not helps:
+        click.echo("the fused model is not better than the CNN alone on held-out tracks (track and balanced "
+                   "accuracy): the bundle keeps the CNN alone, calibrated")
+    report = calibration_report(oof.cnn, oof.descriptor, oof.y, cnn.labels, WEIGHTS if helps else (1.0,))
+    fusion = report["fusion"]
+    chosen = Fusion(**fusion)
+    evidence = {"out_of_fold_tracks": len(oof.y), "fusion": fusion, "cnn_cv": str(cnn_cv), "split": how,
+                "fused": report["fused"], "threshold": report["threshold"],
+                "cv": {k: {m: table[k][m] for m in ("track_accuracy", "balanced_track_accuracy", "nll")}
+                       for k in ("cnn", "descriptor", "fused")}}
+    bundle = fused_bundle(cnn, rows, config, chosen, evidence)
+    path = bundle.save(out)
+    click.echo(f"fusion {chosen.rule}, CNN weight {chosen.weight:.2f}, temperature {chosen.temperature:.3f} "
+               f"(chosen on {len(oof.y)} out-of-fold tracks)")
+    for name in ("cnn", "descriptor", "fused"):
+        t = table[name]
+        click.echo(f"  {table['folds']}-fold CV {name:<10}: balanced track accuracy {t['balanced_track_accuracy']['mean']:.3f} "
+                   f"+- {t['balanced_track_accuracy']['std']:.3f}, track accuracy {t['track_accuracy']['mean']:.3f} "
+                   f"+- {t['track_accuracy']['std']:.3f}, NLL {t['nll']['mean']:.3f}")
+    f = report["fused"]
+    click.echo(f"  calibration: NLL {f['before']['nll']:.3f} -> {f['after']['nll']:.3f}, ECE {f['before']['ece']:.3f} -> "
+               f"{f['after']['ece']:.3f} (temperature fitted on other folds: ECE {f['after_cross_fitted']['ece']:.3f})")
+    d = report["threshold"]
+    click.echo(f"  GENRETAG_MIN_CONFIDENCE {d['threshold']:.2f}: precision {d['precision']:.3f}, coverage {d['coverage']:.3f}")
+    click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {bundle.version}")
+    if report_dir:
+        written = write_calibration({**report, "cv": table}, report_dir)
+        click.echo(f"wrote {written[0]} and {written[1]}")
 
 def _train_pretrained(data: Path, splits: Path | None, settings: Settings, folds: int | None, out: Path | None,
                       report: Path | None, head_c: float | None, threads: int) -> None:
@@ -390,7 +507,7 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
     """
     from genretag.bundle import BundleError, load_bundle
     from genretag.training.datasets import discover, load_features
-    from genretag.training.evaluate import predict_tracks, select_tracks, table, track_metrics, write_report
+    from genretag.training.evaluate import held_out_votes, predict_tracks, select_tracks, table, track_metrics, write_report
     from genretag.training.splits import dataset_sides
 
     try:
@@ -405,13 +522,47 @@ def evaluate(model: Path, data: Path, split: str, out: Path | None, splits: Path
         tracks = select_tracks(loaded, sides, split)
     if not tracks:
         raise click.ClickException(f"no {split} tracks found under {data}")
-    metrics = track_metrics(tracks, predict_tracks(bundle.predictor(threads), tracks), bundle.labels)
+    segment_probs = predict_tracks(bundle.predictor(threads), tracks)
+    metrics = track_metrics(tracks, segment_probs, bundle.labels)
     metrics = {"model": str(model), "model_version": bundle.version, "data": str(dataset.root),
-               "layout": dataset.layout, "split": split, "split_source": how, **metrics}
-    click.echo(f"{bundle.version} on the {split} split of {dataset.root}\n{table(metrics)}")
+               "layout": dataset.layout, "split": split, "split_source": how, **metrics,
+               "out_of_fold": held_out_votes(tracks, segment_probs, bundle.labels, f"held-out split {split!r} ({how})")}
+    click.echo(f"{bundle.version} on the {split} split of {dataset.root}\nCNN alone, every segment voting:\n{table(metrics)}")
     if out:
         report, png = write_report(metrics, out, f"{bundle.version}: {split} tracks of {dataset.root.name}")
         click.echo(f"wrote {report} and {png}")
+    if bundle.descriptor is not None or bundle.calibration is not None:
+        _evaluate_fused(bundle, tracks, segment_probs, data, splits, split, out, threads)
+
+
+def _evaluate_fused(bundle, tracks, segment_probs, data: Path, splits: Path | None, split: str, out: Path | None,
+                    threads: int) -> None:
+    """The descriptor network on every table row of the split, then CNN, descriptor and fused side by side from audio;
+    calibration and the precision-coverage curve of the bundle's track probabilities."""
+    from genretag.training.calibrate import reliability_png
+    from genretag.training.descriptors import TableError, split_tables
+    from genretag.training.evaluate import CALIBRATION_PNG, FUSED_NAME, descriptor_rows, fused_report, fused_table, table_report
+
+    settings = settings_of(click.get_current_context())
+    describe = bundle.descriptor_predictor(threads) if bundle.descriptor is not None else None
+    rows, rows_of_split = None, None  # the table's rows are scored for the test split only (its 290 tracks)
+    if describe is not None and split == "test":
+        try:
+            rows_of_split = split_tables(data, splits)[1]
+        except TableError as exc:
+            click.echo(f"no descriptor table: {exc}", err=True)
+    if describe is not None:
+        with click.progressbar(tracks, label=f"descriptors of {len(tracks)} {split} clips", file=sys.stderr) as bar:
+            rows = descriptor_rows(list(bar))
+    report = fused_report(bundle, describe, tracks, segment_probs, rows, settings.min_confidence)
+    on_table = table_report(bundle.labels, describe, rows_of_split) if rows_of_split is not None else None
+    report = {"model_version": bundle.version, "split": split, "table": on_table, **report}
+    click.echo(f"\ntrack probabilities ({report['fusion']}):\n{fused_table(report, on_table)}")
+    if out:
+        path = out / FUSED_NAME
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        png = reliability_png(report, out / CALIBRATION_PNG, f"{split} tracks from audio")
+        click.echo(f"wrote {path} and {png}")
 
 
 @cli.command()
@@ -515,8 +666,9 @@ PATH_HELP = "Path prefix, or a glob when it holds * ? [ (fnmatch rules: * also m
 
 @cli.command()
 @click.option("--genre", help="Predicted genre.")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Lowest vote share of the predicted genre.")
-@click.option("--max-confidence", type=click.FloatRange(0, 1), help="Highest vote share of the predicted genre.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Lowest calibrated probability of the predicted genre.")
+@click.option("--max-confidence", type=click.FloatRange(0, 1), help="Highest calibrated probability of the predicted genre.")
+@click.option("--uncertain/--confident", "uncertain", default=None, help="Only calls stored as uncertain (confidence below GENRETAG_MIN_CONFIDENCE when classified), or only confident ones.")
 @click.option("--path", "path_pattern", help=PATH_HELP)
 @click.option("--status", help="pending, done, failed or missing.")
 @click.option("--model-version", help="Predictions of this model [default: each track's latest].")

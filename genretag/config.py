@@ -61,6 +61,10 @@ class Settings:
     spread_min_seconds: float = 60.0  # tracks shorter than this use all their segments
     edge_seconds: float = 0.0  # skipped at each end of a long track before spreading windows (0: measured best)
 
+    # The call (see fusion.py): a track whose calibrated confidence is below this is stored as uncertain.
+    min_confidence: float = 0.55  # precision >= 0.85 from here on, on held-out tracks (docs/calibration.md)
+    runner_up_ratio: float = 0.5  # the runner-up is named when its probability is at least this share of the top's
+
     # Inference and concurrency.
     batch_tracks: int = 8  # tracks whose segments share one forward pass in local mode
     workers: int = 0  # local-mode decode processes and Celery concurrency; 0 means one per core

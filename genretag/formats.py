@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from genretag.db.queries import Agreement, LibraryStats, TrackRow
+from genretag.fusion import Call
 
 
 def write_json(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
@@ -39,18 +40,20 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-TABLE_HEADER = f"{'STATUS':<8} {'GENRE':<10} {'CONF':>5} {'MEAN P':>6}  {'TOP 3':<38} {'MODEL':<16} {'TAG GENRE':<12} PATH"
+TABLE_HEADER = f"{'STATUS':<8} {'GENRE':<32} {'CONF':>5} {'VOTES':>5}  {'TOP 3':<38} {'MODEL':<16} {'TAG GENRE':<12} PATH"
 
 
 def table_line(row: TrackRow) -> str:
-    """One track as a table line; a failed track's reason follows its path."""
+    """One track as a table line (an uncertain call says so, with the runner-up when close); a failed track's reason follows its path."""
     if row.genre is None:
-        genre, conf, mean_p, top = "-", "-", "-", ""
+        genre, conf, share, top = "-", "-", "-", ""
     else:
-        genre, conf, mean_p = row.genre, f"{row.confidence:.2f}", f"{row.mean_probability:.2f}"
+        genre = Call(row.genre, row.confidence, bool(row.uncertain), row.runner_up).label()
+        conf = f"{row.confidence:.2f}"
+        share = "-" if row.vote_share is None else f"{row.vote_share:.0%}"
         top = " ".join(f"{g}:{p:.2f}" for g, p in row.top(3))
     tag = row.tag_genre or "-"
-    line = (f"{row.status:<8} {genre:<10} {conf:>5} {mean_p:>6}  {top:<38} {row.model_version or '-':<16} "
+    line = (f"{row.status:<8} {genre:<32} {conf:>5} {share:>5}  {top:<38} {row.model_version or '-':<16} "
             f"{tag:<12} {row.path}")
     return f"{line}  error: {row.error}" if row.error else line
 
@@ -62,7 +65,9 @@ def stats_text(stats: LibraryStats) -> str:
     tagged = sum(stats.by_genre.values())
     lines.append(f"\ngenres of {tagged} done tracks ({which}):")
     lines += [f"  {g:<10} {n:>7}  {n / tagged:6.1%}" for g, n in stats.by_genre.items()]
-    lines.append("\nconfidence (vote share of the winning genre):")
+    if stats.assessed:
+        lines.append(f"\nuncertain: {stats.uncertain} of {stats.assessed} ({stats.uncertain / stats.assessed:.1%})")
+    lines.append("\nconfidence (calibrated probability of the stored genre):")
     widest = max((b.count for b in stats.confidence), default=0) or 1
     for b in stats.confidence:
         bar = "#" * round(30 * b.count / widest)

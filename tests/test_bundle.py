@@ -9,10 +9,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from genretag import audio, features
-from genretag.bundle import GENRES, KERAS_WEIGHTS, Bundle, BundleError, Predictor, load_bundle, read_meta
+from genretag import audio, descriptors, features
+from genretag.bundle import (
+    DESCRIPTOR_TFLITE, DESCRIPTOR_WEIGHTS, GENRES, KERAS_WEIGHTS, Bundle, BundleError, Predictor, load_bundle, read_meta,
+)
 from genretag.config import PACKAGED_MODEL
 from genretag.features import FEATURES, MfccParams
+from genretag.fusion import Fusion
 from genretag.training import export
 from genretag.training.networks import KerasPredictor, build, ensemble_of, members
 
@@ -144,7 +147,10 @@ def test_shipped_model_is_complete_and_small():
     assert meta["format"] == 2 and meta["labels"] == list(GENRES)
     assert len(meta["normalisation"]["mean"]) == FEATURES.n_mfcc
     assert PACKAGED_MODEL.stat().st_size < 3 * 1024 * 1024
-    assert set(load_bundle(PACKAGED_MODEL).files) == {"model.tflite", "model.weights.h5"}
+    assert set(load_bundle(PACKAGED_MODEL).files) == {"model.tflite", "model.weights.h5", DESCRIPTOR_TFLITE,
+                                                      DESCRIPTOR_WEIGHTS}
+    assert meta["calibration"]["method"] == "temperature" and meta["calibration"]["temperature"] > 1
+    assert meta["descriptor"]["columns"] == list(descriptors.COLUMNS) and 0 < meta["descriptor"]["fusion"]["weight"] < 1
 
 
 def test_shipped_model_litert_matches_keras_on_real_clips(gtzan_dir):
@@ -157,3 +163,60 @@ def test_shipped_model_litert_matches_keras_on_real_clips(gtzan_dir):
     keras = KerasPredictor(export.keras_model(shipped), shipped)(x)
     assert float(np.abs(litert - keras).max()) <= TOLERANCE
     assert (litert.argmax(axis=1) == keras.argmax(axis=1)).all()
+
+
+# --- fused bundles: the CNN plus the descriptor network, calibrated ---------------------------
+
+
+def descriptor_net(n_columns: int):
+    from genretag.training.networks import build_dense
+
+    rng = np.random.default_rng(3)
+    net = build_dense(n_columns, len(GENRES), (16, 8))
+    net.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) for w in net.get_weights()])
+    return net
+
+
+def descriptor_section(columns: list[str], params: dict, weight: float = 0.6) -> dict:
+    rng = np.random.default_rng(5)
+    return {"architecture": "dense", "layers": [16, 8], "features": params, "columns": columns,
+            "normalisation": {"mean": rng.normal(size=len(columns)).tolist(),
+                              "std": rng.uniform(1, 3, size=len(columns)).tolist()},
+            "file": DESCRIPTOR_TFLITE, "fusion": {"rule": "log", "weight": weight}, "training": {}}
+
+
+def test_a_fused_bundle_round_trips_its_descriptor_network_fusion_and_temperature(seed_net, bundle, tmp_path):
+    expected = descriptors.expected()
+    net = descriptor_net(len(expected["columns"]))
+    cnn = export.exported(seed_net, dataclasses.replace(bundle, version="fused-1"))
+    fused = export.with_descriptor(cnn, net, descriptor_section(expected["columns"], expected["features"]))
+    path = fused.save(tmp_path / "fused.genretag")
+    assert set(zipfile.ZipFile(path).namelist()) == {"meta.json", "model.tflite", "model.weights.h5",
+                                                     DESCRIPTOR_TFLITE, DESCRIPTOR_WEIGHTS}
+    meta = read_meta(path)
+    assert meta["descriptor"]["fusion"] == {"rule": "log", "weight": 0.6} and meta["calibration"]["temperature"] == 1.3
+    loaded = load_bundle(path)
+    assert loaded.fusion() == Fusion("log", 0.6, 1.3) and loaded.descriptor == fused.descriptor
+    norm = fused.descriptor["normalisation"]
+    rows = np.asarray(norm["mean"]) + 3 * np.random.default_rng(4).normal(size=(5, len(norm["mean"])))
+    keras = np.asarray(net(((rows - norm["mean"]) / np.asarray(norm["std"])).astype(np.float32), training=False))
+    described = loaded.descriptor_predictor(threads=1)(rows)
+    np.testing.assert_allclose(described, keras, rtol=0, atol=TOLERANCE)
+    probs = loaded.fusion()(loaded.predictor(threads=1)(maps(5)), described)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert load_bundle(cnn.save(tmp_path / "plain.genretag")).fusion() == Fusion("log", 1.0, 1.3)
+
+
+@pytest.mark.parametrize("change", ["columns", "features"])
+def test_a_bundle_whose_descriptor_parameters_differ_is_refused(seed_net, bundle, tmp_path, change):
+    expected = descriptors.expected()
+    columns, params = list(expected["columns"]), dict(expected["features"])
+    if change == "columns":
+        columns[-1], columns[-2] = columns[-2], columns[-1]  # two columns swapped
+    else:
+        params["hop_length"] = 256
+    cnn = export.exported(seed_net, bundle)
+    fused = export.with_descriptor(cnn, descriptor_net(len(columns)), descriptor_section(columns, params))
+    path = fused.save(tmp_path / f"other-{change}.genretag")
+    with pytest.raises(BundleError, match=f"descriptor parameters differ.*{change}"):
+        load_bundle(path)

@@ -19,7 +19,8 @@ def result_for(path: str, genre: str = "rock", version: str = "v1", share: float
     probs = {g: (0.5 if g == genre else 0.5 / (len(GENRES) - 1)) for g in GENRES}
     votes = {g: (6 if g == genre else 0) for g in GENRES}
     return TrackResult(
-        path=path, genre=genre, vote_share=share, mean_probability=0.5, probabilities=probs, votes=votes,
+        path=path, genre=genre, confidence=share, uncertain=share < 0.5, runner_up=None, vote_share=share,
+        mean_probability=0.5, probabilities=probs, votes=votes,
         segments_used=10, segment_mode="spread", duration=123.0, format="OGG/VORBIS", model_version=version,
     )
 

@@ -53,7 +53,8 @@ def result(path: str, genre: str, share: float, version: str = "v1") -> TrackRes
     probs = {g: (0.6 if g == genre else (0.3 if g == "country" else 0.1 / (len(GENRES) - 2))) for g in GENRES}
     votes = {g: (round(10 * share) if g == genre else 0) for g in GENRES}
     return TrackResult(
-        path=path, genre=genre, vote_share=share, mean_probability=0.6, probabilities=probs, votes=votes,
+        path=path, genre=genre, confidence=share, uncertain=share < 0.5, runner_up="country" if share < 0.5 else None,
+        vote_share=share, mean_probability=0.6, probabilities=probs, votes=votes,
         segments_used=10, segment_mode="spread", duration=200.0, format="MP3", model_version=version,
     )
 
@@ -225,6 +226,22 @@ def test_query_table_shows_genre_top3_model_and_errors(library: str) -> None:
     assert any(line.endswith("/music/broken/worse.mp3  error: decoding failed (Internal error)") for line in out)
     (line,) = invoke(library, "query", "--genre", "hiphop").splitlines()[1:]
     assert "hiphop" in line and "0.80" in line and "hiphop:0.60 country:0.30" in line and " v2 " in line
+
+
+def test_query_uncertain_and_confident_split_the_calls_and_stats_count_them(library: str) -> None:
+    """Calls below 0.5 were stored uncertain (with a close runner-up); each track's latest prediction counts."""
+    assert paths(library, uncertain=True) == ["/music/rock/two.ogg", "/music/rock_n_roll/three.mp3"]
+    confident = paths(library, uncertain=False)
+    assert "/music/multi/ten.ogg" in confident and len(confident) == len(TAGGED) - 2
+    assert paths(library, uncertain=True, model_version="v1") == [
+        "/music/multi/ten.ogg", "/music/rock/two.ogg", "/music/rock_n_roll/three.mp3"]
+    out = invoke(library, "query", "--uncertain").splitlines()
+    assert len(out) == 3 and "uncertain: rock or country" in out[1] and "uncertain: jazz or country" in out[2]
+    listed = json.loads(invoke(library, "query", "--confident", "--json"))
+    assert {r["path"] for r in listed} == set(confident) and not any(r["uncertain"] for r in listed)
+    stats = json.loads(invoke(library, "stats", "--json"))
+    assert stats["uncertain"] == 2 and stats["uncertain_share"] == pytest.approx(0.2)
+    assert "uncertain: 2 of 10 (20.0%)" in invoke(library, "stats")
 
 
 def test_query_refuses_an_unknown_status(library: str) -> None:

@@ -44,6 +44,9 @@ class TrackRow:
     model_version: str | None
     genre: str | None
     confidence: float | None
+    vote_share: float | None
+    uncertain: bool | None
+    runner_up: str | None
     mean_probability: float | None
     probabilities: dict[str, float] | None
     votes: dict[str, int] | None
@@ -67,6 +70,9 @@ class TrackRow:
             "status": self.status,
             "genre": self.genre,
             "confidence": self.confidence,
+            "uncertain": self.uncertain,
+            "runner_up": self.runner_up,
+            "vote_share": self.vote_share,
             "mean_probability": self.mean_probability,
             "top3": [{"genre": g, "probability": p} for g, p in self.top(3)],
             "model_version": self.model_version,
@@ -81,14 +87,14 @@ class TrackRow:
         return row
 
 
-SUMMARY_FIELDS = ("path", "status", "genre", "confidence", "mean_probability", "top3", "model_version", "tag_genre",
-                  "error")
+SUMMARY_FIELDS = ("path", "status", "genre", "confidence", "uncertain", "runner_up", "vote_share", "mean_probability",
+                  "top3", "model_version", "tag_genre", "error")
 EXPORT_FIELDS = tuple(TrackRow.__dataclass_fields__)
 
 _ROW_COLUMNS = (
     Track.path, Track.status, Track.error, Track.size, Track.mtime, Track.duration, Track.format,
-    Prediction.model_version, Prediction.genre, Prediction.confidence, Prediction.mean_probability,
-    Prediction.probabilities, Prediction.votes, Prediction.segments_used, Prediction.segment_mode,
+    Prediction.model_version, Prediction.genre, Prediction.confidence, Prediction.vote_share, Prediction.uncertain,
+    Prediction.runner_up, Prediction.mean_probability, Prediction.probabilities, Prediction.votes, Prediction.segments_used, Prediction.segment_mode,
     Prediction.created_at.label("predicted_at"),
     Track.tag_genre, Track.tag_artist, Track.tag_album_artist, Track.tag_album, Track.tag_title,
 )
@@ -206,6 +212,7 @@ class TrackFilter:
     path: str | None = None  # a prefix, or a glob when it holds * ? [
     status: str | None = None
     model_version: str | None = None  # None: each track's latest prediction
+    uncertain: bool | None = None  # True: only uncertain calls; False: only confident ones
     tag_genre: str | None = None  # the file's genre tag, compared ignoring case
     limit: int | None = None
 
@@ -223,6 +230,8 @@ def track_query(flt: TrackFilter) -> Select:
         stmt = stmt.where(Prediction.confidence >= flt.min_confidence)
     if flt.max_confidence is not None:
         stmt = stmt.where(Prediction.confidence <= flt.max_confidence)
+    if flt.uncertain is not None:
+        stmt = stmt.where(Prediction.uncertain.is_(flt.uncertain))
     if flt.status is not None:
         stmt = stmt.where(Track.status == flt.status)
     if flt.tag_genre is not None:
@@ -388,6 +397,8 @@ class LibraryStats:
     by_status: dict[str, int]
     by_genre: dict[str, int]
     confidence: list[Bucket]
+    uncertain: int  # done tracks whose call is uncertain
+    assessed: int  # done tracks whose prediction says whether it is uncertain (not rows from before 0003)
     failures: list[tuple[str, int]]  # (reason, tracks), most common first
     scans: list[dict[str, Any]]  # the latest scan runs, newest first
     model_version: str | None  # None: each track's latest prediction
@@ -400,6 +411,8 @@ class LibraryStats:
             "by_status": self.by_status,
             "by_genre": self.by_genre,
             "confidence": [asdict(b) for b in self.confidence],
+            "uncertain": self.uncertain,
+            "uncertain_share": round(self.uncertain / self.assessed, 4) if self.assessed else None,
             "failures": [{"reason": r, "tracks": n} for r, n in self.failures],
             "scans": self.scans,
             "tag_agreement": self.agreement.to_dict() if self.agreement else None,
@@ -438,6 +451,10 @@ def library_stats(
         by_genre[genre] = by_genre.get(genre, 0) + n
         per_bucket[i] = per_bucket.get(i, 0) + n
     by_genre = dict(sorted(by_genre.items(), key=lambda kv: (-kv[1], kv[0])))
+    uncertain, assessed = session.execute(
+        done_predictions(model_version).add_columns(func.count().filter(Prediction.uncertain.is_(True)),
+                                                    func.count(Prediction.uncertain))
+    ).one()
     buckets = [
         Bucket(low, high, per_bucket.get(i, 0))
         for i, (low, high) in enumerate(zip(CONFIDENCE_EDGES, CONFIDENCE_EDGES[1:]))
@@ -456,6 +473,8 @@ def library_stats(
         by_status=by_status,
         by_genre=by_genre,
         confidence=buckets,
+        uncertain=uncertain,
+        assessed=assessed,
         failures=[(reason or "(no reason recorded)", n) for reason, n in failures],
         scans=[scan_dict(run) for run in scans],
         model_version=model_version,

@@ -80,6 +80,19 @@ def track_metrics(
     }
 
 
+def held_out_votes(tracks: Sequence[TrackFeatures], probabilities: Sequence[np.ndarray], labels: Sequence[str],
+                   scheme: str) -> dict[str, Any]:
+    """Each track's vote (mean segment probabilities), in the CV report's ``out_of_fold`` form (one fold).
+
+    On a split the model never trained on, these are held-out predictions that ``genretag fuse`` can
+    choose a fusion and a temperature on (never on the test split: fuse refuses test tracks).
+    """
+    return {"labels": list(labels), "vote": "mean segment probability, plain segments", "scheme": scheme,
+            "tracks": sorted(({"track_id": t.clip.track_id, "genre": t.clip.genre, "fold": 1,
+                               "probabilities": [round(float(v), 6) for v in p.mean(axis=0)]}
+                              for t, p in zip(tracks, probabilities)), key=lambda r: r["track_id"])}
+
+
 def majority_vote(probabilities: np.ndarray) -> int:
     """Index of the genre most segments pick; a tie goes to the higher mean probability."""
     counts = np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1])
@@ -146,3 +159,88 @@ def write_report(metrics: dict[str, Any], out_dir: Path, title: str) -> tuple[Pa
     report = out_dir / REPORT_NAME
     report.write_text(json.dumps(metrics, indent=2) + "\n")
     return report, confusion_png(metrics, out_dir / CONFUSION_NAME, title)
+
+
+# --- the fused model: CNN, descriptor network and their fusion side by side ---------------------
+
+FUSED_NAME = "evaluation-fused.json"
+CALIBRATION_PNG = "calibration-test.png"
+
+
+def descriptor_rows(tracks: Sequence[TrackFeatures]) -> np.ndarray:
+    """Each track's descriptor row (n_tracks, n_columns) from its audio, as inference computes it for a clip."""
+    from genretag import audio, descriptors
+
+    return np.stack([descriptors.of_windows(audio.load(t.clip.path, descriptors.SR)[None, :]) for t in tracks])
+
+
+def fused_report(bundle, describe, tracks: Sequence[TrackFeatures], segment_probs: Sequence[np.ndarray],
+                 rows: np.ndarray, min_confidence: float) -> dict[str, Any]:
+    """CNN (vote of all segments), descriptor network, and the bundle's calibrated fusion, on the same tracks.
+
+    ``describe`` is the bundle's descriptor predictor, or ``None`` for a bundle without one (the CNN,
+    calibrated). Also the fused model's calibration (NLL, ECE, reliability) and its precision-coverage curve,
+    with the row at ``min_confidence``.
+    """
+    from genretag.fusion import combine, softmax
+    from genretag.training import calibrate
+    from genretag.training.descriptors import figures
+
+    labels = bundle.labels
+    index = {g: i for i, g in enumerate(labels)}
+    y = np.array([index[t.clip.genre] for t in tracks])
+    cnn = np.stack([p.mean(axis=0) for p in segment_probs])
+    desc = describe(rows) if describe is not None else None
+    fusion = bundle.fusion()
+    fused = fusion(cnn, desc)
+    raw = cnn if desc is None else softmax(combine(cnn, desc, fusion.rule, fusion.weight))
+    curve = calibrate.precision_coverage(fused, y, sorted({*np.round(np.arange(0, 1, 0.05), 2), min_confidence}))
+    at_default = next(r for r in curve if r["threshold"] == round(min_confidence, 3))
+
+    def calibration(probs: np.ndarray) -> dict[str, float]:
+        return {"nll": round(calibrate.nll(probs, y), 4), "ece": round(calibrate.ece(probs, y), 4)}
+
+    return {
+        "tracks": len(tracks),
+        "fusion": fusion.to_dict(),
+        "cnn": figures(y, cnn, labels),
+        **({"descriptor": figures(y, desc, labels)} if desc is not None else {}),
+        "fused": figures(y, fused, labels),
+        "calibration": {"before": calibration(raw), "after": calibration(fused)},
+        "reliability": {"before": calibrate.reliability(raw, y), "after": calibrate.reliability(fused, y)},
+        "precision_coverage": curve,
+        "threshold": at_default,
+        "calls": [{"track": t.clip.track_id, "true": t.clip.genre, "cnn": labels[int(c.argmax())],
+                   "fused": labels[int(f.argmax())], "confidence": round(float(f.max()), 4)}
+                  for t, c, f in zip(tracks, cnn, fused)],
+    }
+
+
+def fused_table(report: dict[str, Any], table_report: dict[str, Any] | None) -> str:
+    """The side-by-side figures as plain text: overall, per genre, calibration and the threshold."""
+    lines = []
+    if table_report is not None:
+        d = table_report
+        lines.append(f"descriptor network on the table's {d['tracks']} rows: track accuracy {d['track_accuracy']:.3f}, "
+                     f"balanced {d['balanced_track_accuracy']:.3f}, NLL {d['nll']:.3f}")
+    models = [m for m in ("cnn", "descriptor", "fused") if m in report]
+    names = {"cnn": "CNN", "descriptor": "descr.", "fused": "fused" if "descriptor" in report else "calib."}
+    lines.append(f"on {report['tracks']} tracks from audio:   " + " ".join(f"{names[m]:>7}" for m in models))
+    for key in ("track_accuracy", "balanced_track_accuracy", "nll"):
+        lines.append(f"  {key:<31}" + "".join(f" {report[m][key]:>7.3f}" for m in models))
+    lines.append(f"  {'recall per genre':<24} {'tracks':>6}")
+    for g, n in report["fused"]["support"].items():
+        if n:
+            lines.append(f"  {g:<24} {n:>6}" + "".join(f" {report[m]['recall'][g]:>7.3f}" for m in models))
+    b, a, t = report["calibration"]["before"], report["calibration"]["after"], report["threshold"]
+    lines.append(f"calibration of the track probabilities: NLL {b['nll']:.3f} -> {a['nll']:.3f}, ECE {b['ece']:.3f} -> {a['ece']:.3f}")
+    lines.append(f"at min_confidence {t['threshold']:.2f}: precision {t['precision']:.3f}, coverage {t['coverage']:.3f}"
+                 f" ({t['tracks']} of {report['tracks']} tracks called confident)")
+    return "\n".join(lines)
+
+
+def table_report(labels: Sequence[str], describe, rows) -> dict[str, Any]:
+    """The descriptor network (``describe``: a bundle's descriptor predictor) on descriptor-table rows, per genre."""
+    from genretag.training.descriptors import figures
+
+    return {"tracks": len(rows.track_ids), **figures(rows.labels(labels), describe(rows.x), labels)}

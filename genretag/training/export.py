@@ -21,7 +21,9 @@ from typing import Any
 import click
 import numpy as np
 
-from genretag.bundle import KERAS_WEIGHTS, TFLITE, Bundle, BundleError, Predictor, read_meta
+from genretag.bundle import (
+    DESCRIPTOR_WEIGHTS, KERAS_WEIGHTS, TFLITE, Bundle, BundleError, DescriptorPredictor, Predictor, read_meta,
+)
 from genretag.features import params_of
 from genretag.training.networks import KerasPredictor, build
 
@@ -53,6 +55,23 @@ def exported(model: Any, bundle: Bundle) -> Bundle:
     if diff > EXPORT_TOLERANCE:
         raise BundleError(f"bundle {out.version}: the LiteRT export differs from Keras by {diff:.2g} "
                           f"(at most {EXPORT_TOLERANCE:g} allowed)")
+    return out
+
+
+def with_descriptor(bundle: Bundle, model: Any, section: dict[str, Any]) -> Bundle:
+    """``bundle`` plus a descriptor network: its LiteRT export and Keras weights, and its ``descriptor`` section.
+
+    Checked like the CNN's export: LiteRT and Keras must agree within :data:`EXPORT_TOLERANCE`.
+    """
+    files = {**bundle.files, section["file"]: to_tflite(model), DESCRIPTOR_WEIGHTS: keras_weights(model)}
+    out = dataclasses.replace(bundle, descriptor=section, files=files)
+    norm = section["normalisation"]
+    rows = np.asarray(norm["mean"]) + np.asarray(norm["std"]) * np.random.default_rng(0).normal(size=(12, len(norm["mean"])))
+    keras = np.asarray(model(((rows - norm["mean"]) / np.asarray(norm["std"])).astype(np.float32), training=False))
+    diff = float(np.abs(DescriptorPredictor(out, threads=1)(rows) - keras).max())
+    if diff > EXPORT_TOLERANCE:
+        raise BundleError(f"bundle {out.version}: the descriptor network's LiteRT export differs from Keras by "
+                          f"{diff:.2g} (at most {EXPORT_TOLERANCE:g} allowed)")
     return out
 
 

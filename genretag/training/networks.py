@@ -5,7 +5,7 @@ Inference never runs these: a saved bundle carries the LiteRT export (:mod:`genr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,24 @@ def build_gap(input_shape: tuple[int, int], n_classes: int, name: str = "gap") -
     x = layers.Dropout(0.3)(x)
     outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=l2)(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def build_dense(n_inputs: int, n_classes: int, layers_: Sequence[int] = (512, 256, 128, 64), dropout: float = 0.2,
+                l2: float = 1e-4) -> Any:
+    """The seed's descriptor NN (architecture ``dense``): ReLU dense layers, each followed by dropout, then a softmax.
+
+    It reads one row of track descriptors (standardised), not a feature map; a bundle holds it beside its CNN.
+    """
+    from tensorflow import keras
+    from tensorflow.keras import layers, regularizers
+
+    inputs = keras.Input(shape=(n_inputs,))
+    x = inputs
+    for units in layers_:
+        x = layers.Dense(units, activation="relu", kernel_regularizer=regularizers.l2(l2))(x)
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=regularizers.l2(l2))(x)
+    return keras.Model(inputs, outputs, name="dense")
 
 
 ARCHITECTURES: dict[str, Callable[..., Any]] = {"seed": build_seed, "gap": build_gap, "musicnn": build_classifier}
