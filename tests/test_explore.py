@@ -43,7 +43,7 @@ def test_explorer_reads_the_kaggle_layout(synthetic_gtzan: Path, tmp_path: Path,
     page = explore(synthetic_gtzan, tmp_path / "eda.html", training_cache)
     assert "kaggle layout" in page and "stratified by genre" in page
     assert '<td>all</td><td class="n">28</td><td class="n">6</td><td class="n">6</td>' in page  # 40 clips, 70/15/15
-    assert "40 clips, 9.00-9.00 s" in page and '<td class="n">22050</td><td>WAV/PCM_16</td><td class="n">40</td>' in page
+    assert "40 clips, 9.00-9.00 s" in page and '<td class="n">22050</td><td>WAV/PCM_S16LE</td><td class="n">40</td>' in page
     assert '<td>metal</td><td class="n">1</td>' in page  # one clip per genre in the MFCC statistics
 
 
