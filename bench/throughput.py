@@ -453,8 +453,7 @@ def main() -> None:
         else:
             run = run_scan(root, mode, settings, args.redis_url)
         runs.append(run)
-    if runs:
-        report(runs, total_audio)
+        report(runs, total_audio)  # after every mode: a run cut short keeps what it measured
     if args.memory:
         print("\nmemory check: one Celery worker process (concurrency 1), `genretag scan --force` of 100 real tracks, "
               "repeated", flush=True)
