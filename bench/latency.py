@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--runs-command", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="inference threads (LiteRT and TensorFlow alike)")
     args = parser.parse_args()
+    args.clip = args.clip.resolve()  # the commands run from another working directory (the old product's tree)
 
     print(f"clip {args.clip.name}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
     ours, ours_cpu = command_seconds(args.clip, args.runs_command, dict(os.environ), baseline.REPO)

@@ -9,6 +9,9 @@ Modes (each in a fresh process, so memory and interpreter state never leak betwe
                  while the main process runs ``Classifier.decide`` on batches (overlap of I/O and
                  compute), and ``direct-serial`` the same without overlap (decode a batch, wait,
                  infer it); the pair shows what the overlap is worth.
+* ``decode``     the decode-only limit of the same plan: replays, in as many processes, exactly the
+                 decoder calls (probe, windows, whole files) that the ``direct`` run before it made,
+                 and nothing else (no MFCC, no inference); each mode's share of that limit is printed.
 * ``local``      ``genretag scan`` in local mode on a temporary SQLite file (the product command).
 * ``celery``     ``genretag scan`` enqueueing to a real Celery worker subprocess (2 processes) on a
                  dedicated Redis db, results in a temporary SQLite file.
@@ -45,7 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the naive mode and the old
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LIBRARY = REPO.parent / "music-full"
-MODES = ("naive", "direct", "direct-serial", "local", "celery")
+MODES = ("naive", "direct", "direct-serial", "decode", "local", "celery")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Run:
     busy_seconds: float = 0.0  # CPU s in decode + features + inference, summed over processes; 0 if unknown
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    decoder_calls: dict[str, list] = field(default_factory=dict)  # path -> [(name, args)], what ``prepare`` asked
 
 
 # --- process facts -------------------------------------------------------------------------------
@@ -148,11 +152,13 @@ def run_naive(paths: Sequence[str], model_path: str, threads: int) -> Run:
 
 
 _decode_seconds = 0.0
+_decoder_calls: list = []
 
 
 def _timed(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         global _decode_seconds
+        _decoder_calls.append((fn.__name__, args, kwargs))
         t0 = time.process_time()
         try:
             return fn(*args, **kwargs)
@@ -170,20 +176,21 @@ def _instrument_decoding() -> None:
         setattr(audio, name, _timed(getattr(audio, name)))
 
 
-def _prepare_timed(job: tuple[str, object, object, object]) -> tuple[object | None, float, float]:
-    """(PreparedTrack or None, decode CPU s, total CPU s) for one file's next stage."""
+def _prepare_timed(job: tuple[str, object, object, object]) -> tuple[object | None, float, float, list]:
+    """(PreparedTrack or None, decode CPU s, total CPU s, decoder calls made) for one file's next stage."""
     from genretag.audio import AudioError
     from genretag.classify import prepare
 
     global _decode_seconds
     path, settings, params, after = job
     _decode_seconds = 0.0
+    _decoder_calls.clear()
     t0 = time.process_time()
     try:
         track = prepare(path, settings, params, after)
     except AudioError:
         track = None
-    return track, _decode_seconds, time.process_time() - t0
+    return track, _decode_seconds, time.process_time() - t0, list(_decoder_calls)
 
 
 def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
@@ -221,7 +228,8 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
         while pending:
             chunks = [pending] if overlap else [pending[i: i + size] for i in range(0, len(pending), size)]
             for chunk in chunks:
-                for track, decode_s, total_s in pool.map(_prepare_timed, chunk):
+                for (path, *_), (track, decode_s, total_s, calls) in zip(chunk, pool.map(_prepare_timed, chunk)):
+                    run.decoder_calls.setdefault(path, []).extend(calls)
                     run.decode_seconds += decode_s
                     run.busy_seconds += total_s
                     if track is None:
@@ -238,6 +246,41 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
             run.peak_rss_mb[f"decoder{i + 1}"] = status_kb(pid, "VmHWM") / 1024
     run.peak_rss_mb["main"] = status_kb("self", "VmHWM") / 1024
     run.note = f"{settings.worker_count} decode processes, batches of {size} tracks, LiteRT {settings.threads_per_worker} thread(s)"
+    return run
+
+
+# --- decode-only limit: the same decoder calls, nothing else -------------------------------------
+
+
+def _decode_only(calls: list) -> float:
+    """CPU s of one file's decoder calls, replayed as ``prepare`` made them (failures included)."""
+    from genretag import audio
+
+    t0 = time.process_time()
+    for name, args, kwargs in calls:
+        try:
+            getattr(audio, name)(*args, **kwargs)
+        except audio.AudioError:
+            pass
+    return time.process_time() - t0
+
+
+def run_decode_only(calls: dict[str, list], workers: int) -> Run:
+    """The decode-only limit of the staged plan: ``workers`` processes decoding what ``direct`` decoded."""
+    run = Run("decode")
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        list(pool.map(time.sleep, [0.2] * workers))
+        list(pool.map(_decode_only, [next(iter(calls.values()))] * workers))  # import PyAV and soxr in each
+        t0 = time.perf_counter()
+        cpu = list(pool.map(_decode_only, calls.values()))
+        run.wall = time.perf_counter() - t0
+        for i, pid in enumerate(pool._processes):  # noqa: SLF001
+            run.peak_rss_mb[f"decoder{i + 1}"] = status_kb(pid, "VmHWM") / 1024
+    run.tracks = len(calls)
+    run.decode_seconds = run.busy_seconds = sum(cpu)
+    run.note = (f"{workers} processes, {sum(len(c) for c in calls.values())} decoder calls of the direct run "
+                "(probe, windows, whole files); no MFCC, no inference")
     return run
 
 
@@ -407,11 +450,15 @@ def main() -> None:
             run = in_child(run_naive, paths, str(PACKAGED_MODEL), 1)
         elif mode in ("direct", "direct-serial"):
             run = in_child(run_direct, paths, settings, mode == "direct")
+        elif mode == "decode":
+            plan = next((r.decoder_calls for r in runs if r.decoder_calls), None)
+            if plan is None:
+                parser.error("mode decode replays a direct run's decoder calls: put direct before it")
+            run = in_child(run_decode_only, plan, settings.worker_count)
         else:
             run = run_scan(root, mode, settings, args.redis_url)
         runs.append(run)
-    if runs:
-        report(runs, total_audio)
+        report(runs, total_audio)  # after every mode: a run cut short keeps what it measured
     if args.memory:
         print("\nmemory check: one Celery worker process (concurrency 1), `genretag scan --force` of 100 real tracks, "
               "repeated", flush=True)
@@ -446,6 +493,13 @@ def report(runs: Sequence[Run], total_audio: float) -> None:
     for r in runs:
         if r.note:
             print(f"  {r.mode}: {r.note}")
+    limit = next((r for r in runs if r.mode == "decode" and r.wall), None)
+    if limit:
+        limit_tps = limit.tracks / limit.wall
+        print(f"decode-only limit of the plan: {limit_tps:.2f} tracks/s"
+              + (f" ({limit_tps / ((base.tracks + base.failed) / base.wall):.1f}x naive)" if base else "")
+              + "; share of it: " + ", ".join(f"{r.mode} {(r.tracks + r.failed) / r.wall / limit_tps:.0%}"
+                                              for r in runs if r.wall and r.mode not in ("naive", "decode")))
 
 
 if __name__ == "__main__":

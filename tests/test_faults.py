@@ -755,7 +755,7 @@ def test_tag_writer_reports_files_it_cannot_write_and_writes_the_rest(tmp_path, 
     readonly.chmod(0o444)
     kept = readonly.read_bytes()
     vanished.unlink()
-    proc = subprocess.run([GENRETAG, "tag", str(root), "--write", "--min-confidence", "0"], env=env,
+    proc = subprocess.run([GENRETAG, "tag", str(root), "--write", "--min-confidence", "0", "--include-uncertain"], env=env,
                           capture_output=True, text=True, timeout=300)
     failures = {line.split(": failed: ")[0]: line.split(": failed: ")[1] for line in proc.stderr.splitlines()
                 if ": failed: " in line}
@@ -803,7 +803,7 @@ def test_sigkill_during_tag_write_leaves_every_file_whole_with_its_old_or_new_ta
                                       for p in paths], scan_id)
         for p in paths:
             store.record_prediction(s, ids[str(p)], TrackResult(
-                path=str(p), genre="rock", vote_share=0.9, mean_probability=0.9, probabilities={"rock": 0.9},
+                path=str(p), genre="rock", confidence=0.9, uncertain=None, runner_up=None, vote_share=0.9, mean_probability=0.9, probabilities={"rock": 0.9},
                 votes={"rock": 9}, segments_used=3, segment_mode="all", duration=10.0, format="x",
                 model_version="v-test"))
     kills, partial, broken = 0, 0, []

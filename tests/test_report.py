@@ -30,7 +30,8 @@ EVIL = "<script>alert(1)</script>.mp3"
 
 def result(genre: str, confidence: float, version: str = "v1") -> TrackResult:
     probs = {g: (confidence if g == genre else (1 - confidence) / (len(GENRES) - 1)) for g in GENRES}
-    return TrackResult(path="", genre=genre, vote_share=confidence, mean_probability=confidence, probabilities=probs,
+    # uncertain=None: not assessed, as predictions written before calibration (migration 0003) are
+    return TrackResult(path="", genre=genre, confidence=confidence, uncertain=None, runner_up=None, vote_share=confidence, mean_probability=confidence, probabilities=probs,
                        votes={genre: 10}, segments_used=10, segment_mode="spread", duration=30.0, format="OGG",
                        model_version=version)
 

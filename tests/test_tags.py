@@ -189,13 +189,13 @@ def test_dry_run_write_rescan_and_undo(scanned) -> None:
     original = {p: Path(p).read_bytes() for p in files}
     hashes = {p: audio_hash(Path(p)) for p in files}
 
-    dry = run_genretag(url, "tag", str(library), "--min-confidence", "0")
+    dry = run_genretag(url, "tag", str(library), "--min-confidence", "0", "--include-uncertain")
     assert dry.returncode == 0, dry.stderr
     assert {p: Path(p).read_bytes() for p in files} == original
     would = sorted(line.split(": would write")[0] for line in dry.stdout.splitlines() if ": would write" in line)
     assert would == [p for p in done if "/untagged/" in p]
 
-    wrote = run_genretag(url, "tag", str(library), "--write", "--min-confidence", "0")
+    wrote = run_genretag(url, "tag", str(library), "--write", "--min-confidence", "0", "--include-uncertain")
     assert wrote.returncode == 0, wrote.stderr
     after = track_tags(url)
     for p in files:
@@ -208,7 +208,7 @@ def test_dry_run_write_rescan_and_undo(scanned) -> None:
     rescan = run_genretag(url, "scan", str(library))
     assert rescan.returncode == 0 and "queued 0" in rescan.stdout, rescan.stdout + rescan.stderr
 
-    again = run_genretag(url, "tag", str(library), "--write", "--min-confidence", "0")
+    again = run_genretag(url, "tag", str(library), "--write", "--min-confidence", "0", "--include-uncertain")
     assert "written" not in again.stderr and again.returncode == 0
 
     undone = run_genretag(url, "tag", "--undo")
@@ -228,7 +228,8 @@ def test_dry_run_write_rescan_and_undo(scanned) -> None:
 
 
 def result_for(path: str, genre: str) -> TrackResult:
-    return TrackResult(path=path, genre=genre, vote_share=0.9, mean_probability=0.9, probabilities={genre: 0.9},
+    # uncertain=None: not assessed, so `genretag tag` judges it by GENRETAG_TAG_MIN_CONFIDENCE
+    return TrackResult(path=path, genre=genre, confidence=0.9, uncertain=None, runner_up=None, vote_share=0.9, mean_probability=0.9, probabilities={genre: 0.9},
                        votes={genre: 9}, segments_used=10, segment_mode="all", duration=SECONDS, format="x",
                        model_version="v-test")
 
