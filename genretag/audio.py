@@ -16,8 +16,6 @@ import logging
 import math
 import os
 import stat
-import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,6 +26,8 @@ import av
 import numpy as np
 import soundfile as sf
 import soxr
+
+from genretag import stderr
 
 log = logging.getLogger(__name__)
 
@@ -361,18 +361,13 @@ class _SfSource:
 def _stderr_logged(name: str) -> Iterator[None]:
     """What libsndfile's bundled mpg123 prints straight to file descriptor 2 goes to the log at debug
     level instead (this process's stderr is redirected meanwhile: only the rare fallback pays for it)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
+    lines: list[str] = []
+    try:
+        with stderr.captured() as lines:
             yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode(errors="replace").splitlines():
-                log.debug("%s: libsndfile: %s", name, line.strip())
+    finally:
+        for line in lines:
+            log.debug("%s: libsndfile: %s", name, line.strip())
 
 
 def _read_until_error(f: sf.SoundFile, frames: int | None = None) -> np.ndarray:

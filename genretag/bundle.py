@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from genretag import stderr
 from genretag.features import FEATURES, FeatureParams, registered
 from genretag.fusion import RULES, Fusion
 
@@ -204,17 +204,13 @@ def _banner_to_log() -> Iterator[None]:
     the first interpreter allocates, and offers no switch for it; anything it writes is kept at
     debug level, a line that is not INFO at warning level.
     """
-    with tempfile.TemporaryFile() as caught:
-        saved = os.dup(2)
-        os.dup2(caught.fileno(), 2)
-        try:
+    lines: list[str] = []
+    try:
+        with stderr.captured() as lines:
             yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            for line in caught.read().decode(errors="replace").splitlines():
-                log.log(logging.DEBUG if line.startswith("INFO:") else logging.WARNING, "LiteRT: %s", line)
+    finally:
+        for line in lines:
+            log.log(logging.DEBUG if line.startswith("INFO:") else logging.WARNING, "LiteRT: %s", line)
 
 
 class Predictor:
