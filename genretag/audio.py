@@ -5,7 +5,7 @@ ogg vorbis, opus, flac, wav, aiff and au, and seeks in all of them, so :func:`lo
 decodes only the windows a vote needs, each trimmed to its exact first sample by the frames'
 timestamps. libsndfile (through soundfile) reads only the files PyAV refuses to open (a few odd
 Ogg files). Every file goes through the same downmix (:func:`_downmix`, the mean of the channels)
-and the same resampler (:func:`_resample`, soxr HQ): PyAV's own resampler downmixes 3 dB louder,
+and the same resampler (:func:`resample`, soxr HQ): PyAV's own resampler downmixes 3 dB louder,
 which changes the MFCCs. libav's warnings go to this module's log at debug level, with the file
 name, never to stderr. Every failure raises :class:`AudioError`, whose reason never repeats the path.
 """
@@ -116,7 +116,7 @@ def load(path: str | os.PathLike[str], sr: int) -> np.ndarray:
         mono = source.span(0, None)
     if mono is None:
         raise AudioError(path, "no audio frames")
-    return _resample(mono, source.rate, sr)
+    return resample(mono, source.rate, sr)
 
 
 def load_windows(path: str | os.PathLike[str], starts: Sequence[float], seconds: float, sr: int) -> np.ndarray:
@@ -144,7 +144,7 @@ def load_windows(path: str | os.PathLike[str], starts: Sequence[float], seconds:
             if mono is None:
                 continue
             decoded += 1
-            piece = _resample(mono, source.rate, sr)[left * step_out: left * step_out + length]
+            piece = resample(mono, source.rate, sr)[left * step_out: left * step_out + length]
             out[i, : len(piece)] = piece
     if decoded == 0 and len(starts):
         raise AudioError(path, "decoding failed (no window could be decoded)")
@@ -210,7 +210,7 @@ class _Source:
                 self.last_pts = frame.pts
                 samples = _planar(frame)
                 if frame.sample_rate != self.rate:  # a chained stream at another rate: keep ours
-                    samples = np.stack([_resample(c, frame.sample_rate, self.rate) for c in samples])
+                    samples = np.stack([resample(c, frame.sample_rate, self.rate) for c in samples])
                 yield samples
 
     def span(self, first: int, count: int | None) -> np.ndarray | None:
@@ -411,8 +411,11 @@ def _downmix(samples: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _resample(mono: np.ndarray, native_sr: int, sr: int) -> np.ndarray:
-    """Mono audio from ``native_sr`` to ``sr`` with soxr HQ, non-finite samples zeroed: for every decoder."""
+def resample(mono: np.ndarray, native_sr: int, sr: int) -> np.ndarray:
+    """Mono audio from ``native_sr`` to ``sr`` with soxr HQ, non-finite samples zeroed: for every decoder.
+
+    ``mono`` may also be (samples, n) for n windows of the same length, resampled in one call.
+    """
     if native_sr != sr and len(mono):
         mono = soxr.resample(mono, native_sr, sr, quality="HQ").astype(np.float32, copy=False)
     if not np.all(np.isfinite(mono)):

@@ -167,6 +167,14 @@ def settled(probabilities: np.ndarray, population: int, z: float) -> bool:
     return bool(lead.mean() > z * error)
 
 
+def at_model_rate(windows: np.ndarray, rate: int, params: FeatureParams) -> np.ndarray:
+    """Windows (n, samples) decoded at ``rate`` as the model's features take them: at ``params.sr``, one
+    segment long (a window decoded at the descriptors' rate serves both, so no file is decoded twice)."""
+    if rate != params.sr and len(windows):
+        windows = audio.resample(np.ascontiguousarray(windows.T), rate, params.sr).T
+    return np.ascontiguousarray(windows[:, :params.segment_samples])
+
+
 @functools.lru_cache(maxsize=4)
 def wants_descriptors(model_path: Path) -> bool:
     """The bundle at ``model_path`` holds a descriptor network (read once per process from its meta)."""
@@ -176,35 +184,39 @@ def wants_descriptors(model_path: Path) -> bool:
 def prepare(
     path: str | os.PathLike[str], settings: Settings, params: FeatureParams = FEATURES, after: Unsettled | None = None
 ) -> PreparedTrack:
-    """Decode what the vote needs next and compute its MFCC maps; raises :class:`audio.AudioError`.
+    """Decode what the vote needs next and compute its feature maps; raises :class:`audio.AudioError`.
 
     Without ``after``, the first stage (or every segment); with it, the stage it asks for. When the
     model has a descriptor network, each stage also computes the descriptors of its loud windows and
     pools them with the earlier stages', so the row describes all the audio the vote heard (a track
-    voted on every segment: the whole track).
+    voted on every segment: the whole track). The descriptors need 22,050 Hz; a model at another rate
+    (musicnn, 16 kHz) gets the same decoded audio resampled.
     """
     info = after.info if after else audio.probe(path)
     starts = plan_windows(info.duration, settings, params)
     describe = wants_descriptors(settings.model_path)
+    rate = descriptors.SR if describe else params.sr  # decode once, at the descriptors' rate when they are wanted
     if starts is None:
-        y = audio.load(path, params.sr)
+        heard = audio.load(path, rate)
+        y = audio.resample(heard, rate, params.sr)
         maps = features.extract(y, params)
-        row = descriptors.of_windows(y[None, :]) if describe and len(maps) else None
-        track = PreparedTrack(os.fspath(path), info, "all", maps, descriptors=row, described=len(y))
+        row = descriptors.of_windows(heard[None, :]) if describe and len(maps) else None
+        track = PreparedTrack(os.fspath(path), info, "all", maps, descriptors=row, described=len(heard))
     else:
         stage = after.stage if after else 0
         ends = stage_ends(len(starts), settings)
         final = stage == len(ends) - 1
         wanted = sorted(starts[ends[stage - 1] if stage else 0: ends[stage]])
         try:
-            windows = audio.load_windows(path, wanted, params.segment_seconds, params.sr)
+            heard = audio.load_windows(path, wanted, params.segment_seconds, rate)
         except audio.AudioError:
             if after is None:
                 raise
-            windows, final = np.zeros((0, params.segment_samples), np.float32), True  # cut short: vote with what decoded
+            heard, final = np.zeros((0, round(params.segment_seconds * rate)), np.float32), True  # cut short: vote with what decoded
+        windows = at_model_rate(heard, rate, params)
         maps = features.of_segments(windows, params)
         earlier = after.probabilities if after else None
-        loud = windows[features.loud_enough(windows, params)]
+        loud = heard[features.loud_enough(windows, params)]
         row, described = (after.descriptors, after.described) if after else (None, 0)
         if describe and len(loud):
             new = descriptors.of_windows(loud)
