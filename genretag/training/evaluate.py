@@ -81,16 +81,18 @@ def track_metrics(
 
 
 def held_out_votes(tracks: Sequence[TrackFeatures], probabilities: Sequence[np.ndarray], labels: Sequence[str],
-                   scheme: str) -> dict[str, Any]:
-    """Each track's vote (mean segment probabilities), in the CV report's ``out_of_fold`` form (one fold).
+                   scheme: str, folds: Sequence[int] | None = None) -> dict[str, Any]:
+    """Each track's vote (mean segment probabilities), in the CV report's ``out_of_fold`` form.
 
-    On a split the model never trained on, these are held-out predictions that ``genretag fuse`` can
-    choose a fusion and a temperature on (never on the test split: fuse refuses test tracks).
+    On tracks the model never trained on (a held-out split: one fold; or K-fold CV with each track's
+    ``folds`` entry), these are held-out predictions that ``genretag fuse`` can choose a fusion and a
+    temperature on (never on the test split: fuse refuses test tracks).
     """
+    folds = folds if folds is not None else [1] * len(tracks)
     return {"labels": list(labels), "vote": "mean segment probability, plain segments", "scheme": scheme,
-            "tracks": sorted(({"track_id": t.clip.track_id, "genre": t.clip.genre, "fold": 1,
+            "tracks": sorted(({"track_id": t.clip.track_id, "genre": t.clip.genre, "fold": int(k),
                                "probabilities": [round(float(v), 6) for v in p.mean(axis=0)]}
-                              for t, p in zip(tracks, probabilities)), key=lambda r: r["track_id"])}
+                              for t, p, k in zip(tracks, probabilities, folds)), key=lambda r: r["track_id"])}
 
 
 def majority_vote(probabilities: np.ndarray) -> int:

@@ -174,7 +174,7 @@ def cross_validate(
     pool: Sequence[TrackFeatures], excerpts: Sequence[TrackFeatures], C: float, folds: int = 5, seed: int = 0,
     labels: Sequence[str] = GENRES,
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """K-fold CV by track: each fold's track metrics, and every pool track's out-of-fold patch logits.
+    """K-fold CV by track: each fold's track metrics, every pool track's out-of-fold patch logits and its fold (1..K).
 
     Excerpts train in every fold (their clips are never in the pool); the held-out tracks never train.
     """
@@ -183,15 +183,16 @@ def cross_validate(
 
     ids = [t.clip.track_id for t in pool]
     oof: list[np.ndarray] = [np.zeros(0)] * len(pool)
+    fold_of = [0] * len(pool)
     results = []
-    for fold in kfold_sides(ids, [t.clip.genre for t in pool], folds, seed):
+    for k, fold in enumerate(kfold_sides(ids, [t.clip.genre for t in pool], folds, seed), 1):
         held = [i for i, t in enumerate(ids) if fold[t] == "valid"]
         head = fit_head([t for t in pool if fold[t.clip.track_id] == "train"] + list(excerpts), C, labels)
         logits = [head.logits(pool[i].maps) for i in held]
         for i, z in zip(held, logits):
-            oof[i] = z
+            oof[i], fold_of[i] = z, k
         results.append(track_metrics([pool[i] for i in held], [softmax(z) for z in logits], labels))
-    return results, oof
+    return results, oof, fold_of
 
 
 def summarise(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -239,11 +240,12 @@ def train(dataset, tracks: Sequence[TrackFeatures], excerpts: Sequence[TrackFeat
           folds: int = 5, echo=print, labels: Sequence[str] = GENRES) -> Trained:
     """Fit the temperature on K-fold CV's out-of-fold tracks at ``C``, then the head on train+valid (never test),
     and join it to the backbone."""
+    from genretag.training.evaluate import held_out_votes
     from genretag.training.train import data_summary
 
     pool, cv_excerpts, how = cv_pool(dataset, tracks, excerpts)
     truth = np.array([labels.index(t.clip.genre) for t in pool])
-    results, oof = cross_validate(pool, cv_excerpts, C, folds, labels=labels)
+    results, oof, fold_of = cross_validate(pool, cv_excerpts, C, folds, labels=labels)
     temperature = fit_temperature(oof, truth)
     raw, calibrated = voted(oof), voted(oof, temperature)
     calibration = {
@@ -260,7 +262,8 @@ def train(dataset, tracks: Sequence[TrackFeatures], excerpts: Sequence[TrackFeat
     head = fit_head(train_set, C, labels)
     cv = {"split": f"stratified {folds}-fold by track over clips not on the test side ({how})", "C": C,
           **summary, "calibration": calibration,
-          "out_of_fold": {t.clip.track_id: [round(float(v), 5) for v in p] for t, p in zip(pool, calibrated)}}
+          "out_of_fold": held_out_votes(pool, [softmax(z / temperature) for z in oof], labels,
+                                        f"{folds}-fold CV by track", fold_of)}
     return Trained(network(head, temperature), head, temperature, cv, {"train": data_summary(train_set), "split": how})
 
 
