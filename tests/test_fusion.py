@@ -80,3 +80,12 @@ def test_default_threshold_is_the_lowest_from_which_precision_holds() -> None:
     below = [r for r in curve if r["threshold"] < chosen["threshold"]]
     assert below and below[-1]["precision"] < 0.85
     assert (chosen["threshold"], chosen["tracks"], chosen["precision"]) == (0.55, 36, pytest.approx(32 / 36, abs=1e-4))
+
+
+def test_default_threshold_never_goes_below_even_odds() -> None:
+    # Every call right: the curve alone would pick 0; the floor keeps calls the model rates under 0.5 uncertain.
+    conf = np.linspace(0.2, 0.95, 40)
+    probs = np.stack([conf, *[(1 - conf) / 3] * 3], axis=1)
+    curve = calibrate.precision_coverage(probs, np.zeros(len(conf), int), np.round(np.arange(0, 1, 0.05), 2))
+    assert calibrate.default_threshold(curve, 0.85, floor=0.0)["threshold"] == 0.0
+    assert calibrate.default_threshold(curve, 0.85)["threshold"] == calibrate.EVEN_ODDS
