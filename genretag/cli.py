@@ -38,7 +38,7 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="Model bundle: a file, or a shipped one by name, 'default' (the MFCC CNN) or 'pretrained' (musicnn + GTZAN head) [GENRETAG_MODEL_PATH].")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="Model bundle: a file, or a shipped one by name, 'default' (musicnn + GTZAN head, fused with the descriptor network), 'pretrained' (musicnn + GTZAN head alone) or 'cnn' (the MFCC CNN, fused with the descriptor network) [GENRETAG_MODEL_PATH].")
 @click.option("--database-url", help="SQLAlchemy URL [GENRETAG_DATABASE_URL]; default: SQLite in the user data dir.")
 @click.option("--broker-url", help="Celery broker URL [GENRETAG_BROKER_URL]; empty: embedded local mode.")
 @click.option("--segments", type=click.Choice(["spread", "all"]), help="Vote over staged windows spread over long tracks, or every segment [GENRETAG_SEGMENTS].")
@@ -246,7 +246,7 @@ def training_source(from_library_help: str) -> Callable[[Callable], Callable]:
 @click.option("--augment/--no-augment", default=None, help="Roll, masks and noise on training segments.")
 @click.option("--shifted/--no-shifted", default=None, help="Also train on segments cut half a segment later (twice the real audio views).")
 @click.option("--excerpts/--no-excerpts", default=None, help="Use excerpts/ as extra training material [default: yes].")
-@click.option("--early-stopping/--no-early-stopping", default=None, help="Stop on validation tracks, or train on train+valid tracks (all fold tracks in CV) for exactly --epochs; never test.")
+@click.option("--early-stopping/--no-early-stopping", default=None, help="Stop on validation tracks, or train on train+valid tracks (all fold tracks in CV) for exactly --epochs; never test. With --arch musicnn: --early-stopping trains (and calibrates) the head on the train list only.")
 @click.option("--splits", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of {train,valid,test}_filtered.txt [default: DATA/splits].")
 @click.option("--seed", type=int, help="Random seed.")
 @click.option("--head-c", type=click.FloatRange(0, min_open=True), help="musicnn: the head's C (inverse L2) [default: the best on CV, genretag.training.pretrained.HEAD_C].")
@@ -288,7 +288,8 @@ def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_li
     if data is None or roots:
         raise click.UsageError("give --data GTZAN_FOLDER, or --from-library [ROOT...]")
     if arch == "musicnn":
-        return _train_pretrained(data, splits, settings_of(ctx), folds, out, report, head_c, config.threads)
+        return _train_pretrained(data, splits, settings_of(ctx), folds, out, report, head_c, config.threads,
+                                 overrides["early_stopping"] is True)
     dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
     verbose = 1 if sys.stdout.isatty() else 2
     if folds:
@@ -422,15 +423,24 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
         click.echo(f"wrote {written[0]} and {written[1]}")
 
 def _train_pretrained(data: Path, splits: Path | None, settings: Settings, folds: int | None, out: Path | None,
-                      report: Path | None, head_c: float | None, threads: int) -> None:
-    """``train --arch musicnn``: backbone features of every clip (cached), then CV of the head or the bundle."""
+                      report: Path | None, head_c: float | None, threads: int, train_only: bool) -> None:
+    """``train --arch musicnn``: backbone features of every clip (cached), then CV of the head or the bundle.
+
+    ``train_only`` (``--early-stopping``) keeps the whole valid side out, CV and head alike, so that
+    ``evaluate --split valid`` scores the head on artists it never heard (and ``fuse --held-out-side valid``
+    can choose on them).
+    """
     from genretag.training import export, pretrained
     from genretag.training.datasets import discover
     from genretag.training.networks import configure_tensorflow
+    from genretag.training.splits import dataset_sides
 
     configure_tensorflow(threads)
     dataset = discover(data, splits)
     clips = dataset.clips + dataset.excerpts
+    if train_only:
+        sides, _ = dataset_sides(dataset)
+        clips = [c for c in clips if sides.get(c.track_id) == "train"]
     with click.progressbar(clips, label=f"musicnn features of {len(clips)} clips", file=sys.stderr) as bar:
         loaded = pretrained.backbone_features(bar, settings.cache_dir)
     tracks, excerpts = [t for t in loaded if not t.clip.excerpt], [t for t in loaded if t.clip.excerpt]

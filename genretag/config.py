@@ -32,7 +32,7 @@ def default_cache_dir() -> Path:
 
 
 def resolve_model(path: Path) -> Path:
-    """A shipped bundle's name (``--model pretrained``) to its file; any other value is a path, kept as given."""
+    """A shipped bundle's name (``--model cnn``) to its file; any other value is a path, kept as given."""
     packaged = PACKAGED_MODELS / f"{path}.genretag"
     if len(path.parts) == 1 and not path.suffix and not path.exists() and packaged.is_file():
         return packaged
@@ -62,7 +62,7 @@ class Settings:
     edge_seconds: float = 0.0  # skipped at each end of a long track before spreading windows (0: measured best)
 
     # The call (see fusion.py): a track whose calibrated confidence is below this is stored as uncertain.
-    min_confidence: float = 0.55  # precision >= 0.85 from here on, on held-out tracks (docs/calibration.md)
+    min_confidence: float = 0.5  # from the out-of-fold precision-coverage curve, at even odds (docs/calibration.md)
     runner_up_ratio: float = 0.5  # the runner-up is named when its probability is at least this share of the top's
 
     # Inference and concurrency.

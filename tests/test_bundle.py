@@ -13,7 +13,7 @@ from genretag import audio, descriptors, features
 from genretag.bundle import (
     DESCRIPTOR_TFLITE, DESCRIPTOR_WEIGHTS, GENRES, KERAS_WEIGHTS, Bundle, BundleError, Predictor, load_bundle, read_meta,
 )
-from genretag.config import PACKAGED_MODEL
+from genretag.config import PACKAGED_MODELS
 from genretag.features import FEATURES, MfccParams
 from genretag.fusion import Fusion
 from genretag.training import export
@@ -142,20 +142,23 @@ def test_unknown_architectures_are_refused():
         members("seed+resnet")
 
 
-def test_shipped_model_is_complete_and_small():
-    meta = read_meta(PACKAGED_MODEL)
+CNN_MODEL = PACKAGED_MODELS / "cnn.genretag"  # --model cnn; the default (musicnn) is tested in test_musicnn.py
+
+
+def test_shipped_cnn_model_is_complete_and_small():
+    meta = read_meta(CNN_MODEL)
     assert meta["format"] == 2 and meta["labels"] == list(GENRES)
     assert len(meta["normalisation"]["mean"]) == FEATURES.n_mfcc
-    assert PACKAGED_MODEL.stat().st_size < 3 * 1024 * 1024
-    assert set(load_bundle(PACKAGED_MODEL).files) == {"model.tflite", "model.weights.h5", DESCRIPTOR_TFLITE,
-                                                      DESCRIPTOR_WEIGHTS}
+    assert CNN_MODEL.stat().st_size < 3 * 1024 * 1024
+    assert set(load_bundle(CNN_MODEL).files) == {"model.tflite", "model.weights.h5", DESCRIPTOR_TFLITE,
+                                                 DESCRIPTOR_WEIGHTS}
     assert meta["calibration"]["method"] == "temperature" and meta["calibration"]["temperature"] > 1
     assert meta["descriptor"]["columns"] == list(descriptors.COLUMNS) and 0 < meta["descriptor"]["fusion"]["weight"] < 1
 
 
-def test_shipped_model_litert_matches_keras_on_real_clips(gtzan_dir):
+def test_shipped_cnn_model_litert_matches_keras_on_real_clips(gtzan_dir):
     """The shipped export against its own Keras weights, on one real clip of every genre."""
-    shipped = load_bundle(PACKAGED_MODEL)
+    shipped = load_bundle(CNN_MODEL)
     x = np.concatenate([features.extract(audio.load(next((gtzan_dir / g).glob("*.opus")), FEATURES.sr), FEATURES)
                         for g in GENRES])
     assert len(x) >= 10 * len(GENRES) - 5  # ten 3-s segments per 30-s clip, a few silent ones aside

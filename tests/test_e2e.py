@@ -174,32 +174,32 @@ def test_genretag_worker_command_on_sqlite(
     check_every_track_ended(sqlite_url, len(GTZAN_CLIPS) + 1)
 
 
-def test_pretrained_model_scans_in_local_mode_and_with_celery_workers(
+def test_named_cnn_model_scans_in_local_mode_and_with_celery_workers(
     tmp_path: Path, real_library: Path, gtzan_dir: Path, sqlite_url: str, pg_url: str, redis_url: str, task_queue: str
 ) -> None:
-    """``genretag --model pretrained scan``, in process on SQLite, then through ``genretag --model pretrained worker``
-    processes on PostgreSQL: every prediction carries the pretrained bundle's version, and the genres are its own."""
+    """``genretag --model cnn scan``, in process on SQLite, then through ``genretag --model cnn worker``
+    processes on PostgreSQL: every prediction carries the MFCC CNN bundle's version, and the genres are its own."""
     from genretag.bundle import read_meta
     from genretag.config import PACKAGED_MODEL, PACKAGED_MODELS
 
-    version = read_meta(PACKAGED_MODELS / "pretrained.genretag")["version"]
+    version = read_meta(PACKAGED_MODELS / "cnn.genretag")["version"]
     assert version != read_meta(PACKAGED_MODEL)["version"]
     library = tmp_path / "library"
     library.mkdir()
     for clip in GTZAN_CLIPS:
         shutil.copy(gtzan_dir / clip, library / Path(clip).name)
     long_track = max((p for p in real_library.rglob("*.*") if p.is_file()), key=lambda p: p.stat().st_size)
-    shutil.copy(long_track, library / long_track.name)  # a long track: staged windows, decoded at 16 kHz
+    shutil.copy(long_track, library / long_track.name)  # a long track: staged windows, with descriptors
     expected = {Path(c).name: c.split("/")[0] for c in GTZAN_CLIPS}
 
-    res = CliRunner().invoke(cli, ["--model", "pretrained", "--database-url", sqlite_url, "scan", str(library)],
+    res = CliRunner().invoke(cli, ["--model", "cnn", "--database-url", sqlite_url, "scan", str(library)],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
 
     settings = Settings(database_url=pg_url, broker_url=redis_url, task_queue=task_queue, workers=2,
-                        model_path=Path("pretrained"))
+                        model_path=Path("cnn"))
     genretag = str(Path(sys.executable).with_name("genretag"))
-    command = [genretag, "--model", "pretrained", "--database-url", pg_url, "--broker-url", redis_url,
+    command = [genretag, "--model", "cnn", "--database-url", pg_url, "--broker-url", redis_url,
                "--workers", "2", "worker"]
     with running(command, settings, tmp_path / "worker.log") as worker:
         summary = scan_within(library, settings, worker, tmp_path / "worker.log")

@@ -91,15 +91,15 @@ def test_head_folded_into_the_network(patches):
     assert np.abs(ours - head.probabilities(pooled)).max() > 0.01  # the temperature is in there
 
 
-# --- the shipped pretrained bundle ---------------------------------------------------------------
+# --- the shipped default bundle: musicnn with the GTZAN head ---------------------------------------
 
 
 @pytest.fixture(scope="module")
 def shipped():
     from genretag.bundle import load_bundle
-    from genretag.config import PACKAGED_MODELS
+    from genretag.config import PACKAGED_MODEL
 
-    return load_bundle(PACKAGED_MODELS / "pretrained.genretag")
+    return load_bundle(PACKAGED_MODEL)
 
 
 def test_litert_export_matches_the_keras_port(shipped, reference, gtzan_dir):
@@ -117,13 +117,21 @@ def test_litert_export_matches_the_keras_port(shipped, reference, gtzan_dir):
 
 
 def test_shipped_bundle_is_small_names_its_kind_and_keeps_the_licence(shipped):
-    from genretag.config import PACKAGED_MODELS, Settings
+    from genretag.config import PACKAGED_MODEL, PACKAGED_MODELS, Settings
 
-    path = PACKAGED_MODELS / "pretrained.genretag"
-    assert path.stat().st_size < 10e6
+    assert PACKAGED_MODEL.stat().st_size < 10e6
     assert shipped.architecture == "musicnn" and shipped.features == MUSICNN
     assert b"ISC" in shipped.files["LICENSE.musicnn.txt"] and b"Jordi Pons" in shipped.files["LICENSE.musicnn.txt"]
-    assert Settings(model_path="pretrained").model_path == path  # --model pretrained, GENRETAG_MODEL_PATH=pretrained
+    assert Settings().model_path == Settings(model_path="default").model_path == PACKAGED_MODEL
+    assert Settings(model_path="cnn").model_path == PACKAGED_MODELS / "cnn.genretag"  # --model cnn
+
+
+def test_shipped_bundle_is_calibrated_on_held_out_artists(shipped):
+    """The temperature on the track vote was fitted on the valid list's tracks by a head that never heard them."""
+    assert shipped.descriptor is None and shipped.calibration["method"] == "temperature"
+    evidence = shipped.metrics["calibration"]
+    assert evidence["fusion"]["weight"] == 1.0 and evidence["cnn_cv"].endswith("valid/musicnn-train-only.json")
+    assert evidence["threshold"]["precision"] >= 0.85
 
 
 def test_a_bundle_of_other_log_mel_parameters_is_refused(shipped, tmp_path):
