@@ -240,6 +240,27 @@ def test_prepare_names_too_short_and_silent_files(tmp_path: Path) -> None:
         prepare(silent, Settings())
 
 
+def test_descriptors_come_from_22050_hz_audio_whatever_the_models_rate(gtzan_dir: Path, coded_tracks: dict[str, Path]) -> None:
+    """A 16-kHz model (musicnn) in a bundle with a descriptor network: the maps are the model's kind, the
+    descriptors those of the same audio decoded at the table's 22,050 Hz, a whole clip or a stage's windows."""
+    from genretag import descriptors
+    from genretag.config import PACKAGED_MODELS
+    from genretag.features import MUSICNN
+
+    settings = Settings(model_path=PACKAGED_MODELS / "cnn.genretag", windows=12, first_windows=4)  # it has one
+    clip = gtzan_dir / "blues" / "blues.00000.opus"
+    whole = prepare(clip, settings, MUSICNN)
+    assert whole.segment_mode == "all" and whole.features.shape[1:] == MUSICNN.shape
+    np.testing.assert_allclose(whole.descriptors, descriptors.of_windows(audio.load(clip, descriptors.SR)[None, :]),
+                               rtol=1e-5, atol=1e-6)
+    long_track = coded_tracks[".ogg"]
+    staged = prepare(long_track, settings, MUSICNN)
+    starts = sorted(plan_windows(staged.info.duration, settings, MUSICNN)[:4])
+    heard = audio.load_windows(long_track, starts, MUSICNN.segment_seconds, descriptors.SR)
+    assert staged.segment_mode == "spread" and staged.features.shape == (4, *MUSICNN.shape)
+    np.testing.assert_allclose(staged.descriptors, descriptors.of_windows(heard), rtol=1e-5, atol=1e-6)
+
+
 # --- the batched decide --------------------------------------------------------------------------
 
 
@@ -249,13 +270,13 @@ def classifier() -> Classifier:
 
 
 @pytest.fixture(scope="module")
-def prepared(gtzan_dir: Path, coded_tracks: dict[str, Path]) -> list[PreparedTrack]:
-    settings = Settings(windows=5)
+def prepared(classifier: Classifier, gtzan_dir: Path, coded_tracks: dict[str, Path]) -> list[PreparedTrack]:
+    settings, params = Settings(windows=5), classifier.bundle.features
     return [
-        prepare(gtzan_dir / "jazz" / "jazz.00001.opus", settings),
-        prepare(coded_tracks[".mp3"], settings),
-        prepare(gtzan_dir / "classical" / "classical.00002.opus", settings),
-        prepare(coded_tracks[".ogg"], settings),
+        prepare(gtzan_dir / "jazz" / "jazz.00001.opus", settings, params),
+        prepare(coded_tracks[".mp3"], settings, params),
+        prepare(gtzan_dir / "classical" / "classical.00002.opus", settings, params),
+        prepare(coded_tracks[".ogg"], settings, params),
     ]
 
 
