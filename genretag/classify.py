@@ -182,9 +182,10 @@ def wants_descriptors(model_path: Path) -> bool:
 
 
 def prepare(
-    path: str | os.PathLike[str], settings: Settings, params: FeatureParams = FEATURES, after: Unsettled | None = None
+    path: str | os.PathLike[str], settings: Settings, params: FeatureParams, after: Unsettled | None = None
 ) -> PreparedTrack:
-    """Decode what the vote needs next and compute its feature maps; raises :class:`audio.AudioError`.
+    """Decode what the vote needs next and compute its feature maps of kind ``params`` (the bundle's: no
+    default, so no caller computes another kind than its model reads); raises :class:`audio.AudioError`.
 
     Without ``after``, the first stage (or every segment); with it, the stage it asks for. When the
     model has a descriptor network, each stage also computes the descriptors of its loud windows and

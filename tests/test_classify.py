@@ -208,7 +208,7 @@ def test_mp3_window_near_the_end_is_not_decoded_from_the_start(coded_tracks: dic
 
 
 def test_prepare_decodes_the_first_stage_of_a_long_track(coded_tracks: dict[str, Path]) -> None:
-    track = prepare(coded_tracks[".ogg"], Settings(windows=12, first_windows=6))
+    track = prepare(coded_tracks[".ogg"], Settings(windows=12, first_windows=6), FEATURES)
     assert track.segment_mode == "spread" and track.stage == 0 and not track.final
     assert 1 <= len(track.features) <= 6
     assert track.features.shape[1:] == FEATURES.shape
@@ -217,14 +217,14 @@ def test_prepare_decodes_the_first_stage_of_a_long_track(coded_tracks: dict[str,
 
 def test_prepare_uses_every_segment_of_a_short_clip(gtzan_dir: Path) -> None:
     clip = gtzan_dir / "blues" / "blues.00000.opus"
-    track = prepare(clip, Settings(windows=3))
+    track = prepare(clip, Settings(windows=3), FEATURES)
     assert track.segment_mode == "all"
     assert len(track.features) == math.floor(sf.info(str(clip)).duration / SEG)
 
 
 def test_prepare_all_mode_on_a_long_track(coded_tracks: dict[str, Path]) -> None:
     path = coded_tracks[".mp3"]
-    track = prepare(path, Settings(segments="all"))
+    track = prepare(path, Settings(segments="all"), FEATURES)
     assert track.segment_mode == "all"
     assert len(track.features) > 20
 
@@ -233,11 +233,11 @@ def test_prepare_names_too_short_and_silent_files(tmp_path: Path) -> None:
     short = tmp_path / "short.wav"
     sf.write(short, np.random.default_rng(0).uniform(-0.5, 0.5, SR // 2).astype(np.float32), SR)
     with pytest.raises(AudioError, match="too short"):
-        prepare(short, Settings())
+        prepare(short, Settings(), FEATURES)
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(SR * 10, np.float32), SR)
     with pytest.raises(AudioError, match="silent"):
-        prepare(silent, Settings())
+        prepare(silent, Settings(), FEATURES)
 
 
 def test_descriptors_come_from_22050_hz_audio_whatever_the_models_rate(gtzan_dir: Path, coded_tracks: dict[str, Path]) -> None:
@@ -315,9 +315,9 @@ def test_an_open_vote_asks_for_the_next_stage(classifier: Classifier, coded_trac
     settings = Settings(windows=8, first_windows=6, vote_z=math.inf)  # two stages: 6 windows, then 8
     path = coded_tracks[".ogg"]
     staged = Classifier(classifier.bundle, settings)
-    first = staged.decide([prepare(path, settings)])[0]
+    first = staged.decide([prepare(path, settings, staged.bundle.features)])[0]
     assert isinstance(first, Unsettled) and first.stage == 1 and len(first.probabilities) <= 6
-    second = prepare(path, settings, after=first)
+    second = prepare(path, settings, staged.bundle.features, after=first)
     assert second.final and second.earlier is first.probabilities
     result = staged.decide([second])[0]
     assert isinstance(result, TrackResult) and result.segments_used == len(first.probabilities) + len(second.features)
