@@ -375,6 +375,9 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
     found = json.loads(search_report.read_text())
     best = found["trials"][found["best"]]
     cnn = load_bundle(cnn_model)
+    if cnn.descriptor is not None:
+        raise click.ClickException(f"{cnn_model} already holds a descriptor network ({cnn.version}): "
+                                   "fuse the bundle of its network alone")
     held_out = json.loads(cnn_cv.read_text()).get("out_of_fold")
     if held_out is None or tuple(held_out["labels"]) != cnn.labels:
         raise click.ClickException(f"{cnn_cv}: no out-of-fold track probabilities of this model's labels; "

@@ -89,3 +89,19 @@ def test_default_threshold_never_goes_below_even_odds() -> None:
     curve = calibrate.precision_coverage(probs, np.zeros(len(conf), int), np.round(np.arange(0, 1, 0.05), 2))
     assert calibrate.default_threshold(curve, 0.85, floor=0.0)["threshold"] == 0.0
     assert calibrate.default_threshold(curve, 0.85)["threshold"] == calibrate.EVEN_ODDS
+
+
+def test_fuse_refuses_a_bundle_that_already_holds_a_descriptor_network(gtzan_dir, tmp_path) -> None:
+    """Fusing again would keep the old network's section beside the new choice (or stack versions): refused."""
+    from click.testing import CliRunner
+
+    from genretag.cli import cli
+    from genretag.config import PACKAGED_MODELS
+
+    repo = PACKAGED_MODELS.parents[1]
+    out = tmp_path / "twice.genretag"
+    res = CliRunner().invoke(cli, ["fuse", str(PACKAGED_MODELS / "cnn.genretag"), "--data", str(gtzan_dir),
+                                   "--cnn-cv", str(repo / "docs/cv/cv-gap-shifted-perseg.json"),
+                                   "--search", str(repo / "docs/cv/descriptor-search.json"), "--out", str(out)])
+    assert res.exit_code != 0 and "already holds a descriptor network" in res.output
+    assert not out.exists()
