@@ -1,8 +1,10 @@
 """The library report's figures: each a grouped SQL query, the same on SQLite and PostgreSQL.
 
 Nothing here reads one row per track into Python: every query returns at most a few hundred
-aggregate rows (genre x confidence bin, top folders x genre, top failure reasons, the last scans).
-The tag agreement is the db layer's (:func:`genretag.db.queries.tag_agreement`), shared with ``stats``.
+aggregate rows (model x genre x uncertain flag x tag with their confidence bins, top folders x genre,
+top failure reasons, the last scans). The genre figures and the tag agreement
+(:func:`genretag.db.queries.tag_agreement`, shared with ``stats``) come from one pass,
+:func:`genretag.db.queries.done_tallies`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, se
 from sqlalchemy.orm import Session
 
 from genretag.db.models import Prediction, ScanRun, Track, TrackStatus
-from genretag.db.queries import confidence_bucket, done_predictions, status_counts
+from genretag.db.queries import Tally, done_predictions, status_counts
 from genretag.db.store import under_root
 
 HISTOGRAM_EDGES = tuple(i / 20 for i in range(21))  # confidence bins of 0.05
@@ -78,26 +80,24 @@ def summary(session: Session, by_model: dict[str, int]) -> Summary:
     return Summary(sum(by_status.values()), by_status, by_model, roots, last)
 
 
-def genre_figures(session: Session, model_version: str | None) -> tuple[list[GenreFigures], dict[str, int]]:
-    """Per genre (most tracks first) its histogram and uncertain counts; and done tracks per model version."""
-    bucket = confidence_bucket(Prediction.confidence, HISTOGRAM_EDGES).label("bucket")
-    rows = session.execute(
-        done_predictions(model_version)
-        .add_columns(Prediction.model_version, Prediction.genre, bucket, Prediction.uncertain, func.count())
-        .group_by(Prediction.model_version, Prediction.genre, bucket, Prediction.uncertain)
-    )
+def genre_figures(tallies: list[Tally]) -> tuple[list[GenreFigures], dict[str, int]]:
+    """Per genre (most tracks first) its histogram and uncertain counts; and done tracks per model version.
+
+    ``tallies``: :func:`done_tallies` with ``HISTOGRAM_EDGES`` (the pass the tag agreement shares).
+    """
     genres: dict[str, GenreFigures] = {}
     by_model: dict[str, int] = {}
-    for version, genre, i, uncertain, n in rows:
-        g = genres.setdefault(genre, GenreFigures(genre))
-        g.tracks += n
-        g.histogram[i] += n
-        by_model[version] = by_model.get(version, 0) + n
-        if uncertain is None:
-            g.unassessed_low += n if HISTOGRAM_EDGES[i] < LOW_CONFIDENCE else 0
+    low_bins = sum(edge < LOW_CONFIDENCE for edge in HISTOGRAM_EDGES[:-1])
+    for t in tallies:
+        g = genres.setdefault(t.genre, GenreFigures(t.genre))
+        g.tracks += t.tracks
+        g.histogram = [a + b for a, b in zip(g.histogram, t.histogram)]
+        by_model[t.model_version] = by_model.get(t.model_version, 0) + t.tracks
+        if t.uncertain is None:
+            g.unassessed_low += sum(t.histogram[:low_bins])
         else:
-            g.assessed += n
-            g.uncertain += n if uncertain else 0
+            g.assessed += t.tracks
+            g.uncertain += t.tracks if t.uncertain else 0
     return sorted(genres.values(), key=lambda g: (-g.tracks, g.genre)), by_model
 
 
