@@ -24,17 +24,17 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, case, func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from genretag.config import PACKAGED_MODEL
 from genretag.db import Prediction, Track, TrackStatus
 from genretag.db.engine import alembic_config, create
 from genretag.db.queries import (
+    CONFIDENCE_EDGES,
     STREAM_BATCH,
     TrackFilter,
     TrackRow,
-    confidence_bucket,
     find_tracks,
     library_stats,
     track_query,
@@ -62,6 +62,12 @@ def _latest_join(stmt):
     latest_id = (select(newer.id).where(newer.track_id == Track.id)
                  .order_by(newer.created_at.desc(), newer.id.desc()).limit(1).correlate(Track).scalar_subquery())
     return stmt.outerjoin(Prediction, Prediction.id == latest_id)
+
+
+def confidence_bucket(column):
+    """The bucket index as ``library_stats`` grouped by it before: ``i`` for ``edges[i] <= value < edges[i+1]``."""
+    inner = CONFIDENCE_EDGES[1:-1]
+    return case(*((column < edge, i) for i, edge in enumerate(inner)), else_=len(inner))
 
 
 def stats_before(session: Session) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from genretag import stderr
+from genretag.bundlemeta import BundleError, read_meta  # re-exported: the names every caller imports from here
 from genretag.features import FEATURES, FeatureParams, registered
 from genretag.fusion import RULES, Fusion
 
@@ -34,10 +35,6 @@ KERAS_WEIGHTS = "model.weights.h5"
 DESCRIPTOR_TFLITE = "descriptor.tflite"  # the descriptor network's export, named by meta's descriptor.file
 DESCRIPTOR_WEIGHTS = "descriptor.weights.h5"
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
-
-
-class BundleError(Exception):
-    """A model file is unreadable or does not match this code."""
 
 
 # --- feature parameters: the one place that maps them to and from meta.json ----------------------
@@ -163,15 +160,6 @@ class Bundle:
         """
         fusion = (self.descriptor or {}).get("fusion", {"rule": "log", "weight": 1.0})
         return Fusion(fusion["rule"], float(fusion["weight"]), float((self.calibration or {}).get("temperature", 1.0)))
-
-
-def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The metadata of a bundle, without loading its network."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return json.loads(zf.read("meta.json"))
-    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path}: not a genretag model bundle ({exc})") from None
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:

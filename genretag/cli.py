@@ -725,7 +725,7 @@ def stats(ctx: click.Context, model_version: str | None, top_failures: int, last
     from genretag.db.queries import library_stats
     from genretag.formats import stats_text
 
-    from genretag.bundle import BundleError, read_meta
+    from genretag.bundlemeta import BundleError, read_meta
 
     settings = settings_of(ctx)
     genre_map = _tag_map(settings)
@@ -772,7 +772,7 @@ def _write_page(out: Path, page: str) -> None:
 def report(ctx: click.Context, out: Path, model_version: str | None, top_folders: int) -> None:
     """Write the library as one self-contained HTML page: genres, confidence, folders, tags, failures, scans, model."""
     from genretag.db import session_factory
-    from genretag.bundle import BundleError, read_meta
+    from genretag.bundlemeta import BundleError, read_meta
     from genretag.report.library import build
 
     settings = settings_of(ctx)

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from genretag.db.queries import Agreement, LibraryStats, TrackRow
-from genretag.fusion import Call
 
 
 def write_json(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
@@ -45,6 +44,8 @@ TABLE_HEADER = f"{'STATUS':<8} {'GENRE':<32} {'CONF':>5} {'VOTES':>5}  {'TOP 3':
 
 def table_line(row: TrackRow) -> str:
     """One track as a table line (an uncertain call says so, with the runner-up when close); a failed track's reason follows its path."""
+    from genretag.fusion import Call  # here: stats imports this module and needs no numpy
+
     if row.genre is None:
         genre, conf, share, top = "-", "-", "-", ""
     else:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 from genretag.classify import TrackResult
 from genretag.db import Prediction, ScanRun, Track, TrackStatus, get_engine, session_scope
 from genretag.db import store
-from genretag.db.engine import alembic_config, current_revision, head_revision
+from genretag.db.engine import SCHEMA_REVISION, alembic_config, current_revision, head_revision
 from genretag.bundle import GENRES
 from genretag.db.queries import find_tracks
 
@@ -36,7 +36,7 @@ def test_first_use_migrates_to_head_and_schema_matches_models(db_url: str) -> No
     from alembic.runtime.migration import MigrationContext
 
     engine = get_engine(db_url)
-    assert current_revision(engine) == head_revision()
+    assert current_revision(engine) == head_revision() == SCHEMA_REVISION  # the start-up check's constant is the head
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Track.metadata)
     assert diff == [], f"models and migrations differ: {diff}"

@@ -338,6 +338,22 @@ def test_export_streams_more_rows_than_one_fetch_batch(db_url: str, tmp_path: Pa
         assert s.scalar(select(func.count()).select_from(ScanRun)) == 1
 
 
+def test_stats_on_a_migrated_database_loads_no_numerics_plotting_or_migration_code(library: str) -> None:
+    """Start-up is part of `genretag stats`'s wall time (bench/scale.py): it needs SQLAlchemy and the driver only."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from genretag.cli import main; sys.argv = ['genretag', '--database-url', sys.argv[1], "
+            "'stats']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy', 'matplotlib', "
+            "'alembic', 'celery', 'librosa', 'tensorflow', 'ai_edge_litert', 'soundfile', 'mutagen'})))")
+    proc = subprocess.run([sys.executable, "-c", code, library], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    *shown, loaded = proc.stdout.splitlines()
+    assert "uncertain: 2 of 10 (20.0%)" in "\n".join(shown)
+    assert json.loads(loaded) == []
+
+
 # --- on what a real scan wrote -----------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from genretag.classify import TrackResult
 from genretag.cli import cli
 from genretag.config import PACKAGED_MODEL
 from genretag.db import Prediction, Track, session_factory, session_scope, store
-from genretag.db.queries import tag_agreement
+from genretag.db.queries import done_tallies, tag_agreement
 from genretag.bundle import GENRES
 from genretag.report import aggregates as agg
 from genretag.report.library import SECTIONS, build
@@ -71,7 +71,7 @@ def library(db_url: str) -> str:
 
 def test_aggregates_count_the_current_predictions(library: str) -> None:
     with session_factory(library)() as s:
-        genres, by_model = agg.genre_figures(s, None)
+        genres, by_model = agg.genre_figures(done_tallies(s, None, agg.HISTOGRAM_EDGES))
         assert by_model == {"v1": 5, "v2": 1}
         figs = {g.genre: g for g in genres}
         assert [g.genre for g in genres] == ["blues", "hiphop", "jazz", "rock"]  # most tracks first, then name
@@ -80,7 +80,7 @@ def test_aggregates_count_the_current_predictions(library: str) -> None:
         assert figs["jazz"].histogram[18] == 1 and sum(figs["jazz"].histogram) == 1  # 0.92 in [0.90, 0.95)
         assert figs["rock"].histogram[-1] == 1  # the last bin is closed
 
-        v1, _ = agg.genre_figures(s, "v1")
+        v1, _ = agg.genre_figures(done_tallies(s, "v1", agg.HISTOGRAM_EDGES))
         assert {g.genre: g.tracks for g in v1} == {"jazz": 2, "blues": 1, "hiphop": 2, "rock": 1}
 
         folders = agg.folder_table(s, "/music", None, top=2)
@@ -89,15 +89,15 @@ def test_aggregates_count_the_current_predictions(library: str) -> None:
         assert agg.folder_table(s, "/music/Beta", None).top == [("", 1, {"hiphop": 1}), ("sub", 1, {"hiphop": 1})]
         assert agg.scanned_roots(s) == ["/music"]
 
-        tags = tag_agreement(s, None)  # the one `stats` and the report share, through the default mapping table
+        tags = tag_agreement(done_tallies(s, None))  # the one `stats` and the report share, through the default mapping table
         assert (tags.tracks, tags.agree) == (4, 3)  # Jazz, Hip-Hop and "hip hop" match; a3's Hip-Hop (blues) does not
         assert tags.per_genre["hiphop"] == {"tracks": 3, "agree": 2, "rate": pytest.approx(2 / 3)}
         assert tags.per_genre["jazz"] == {"tracks": 1, "agree": 1, "rate": 1.0}
         assert tags.confusion == {"hiphop": {"blues": 1, "hiphop": 2}, "jazz": {"jazz": 1}}
         assert (tags.uncertain_tracks, tags.uncertain_agree) == (1, 1)  # a2: "Delta Blues", uncertain blues, apart
         assert (tags.unmapped, tags.unmapped_spellings) == (1, [("<b>Rock & Roll</b>", 1)])  # maps to no genre
-        assert tag_agreement(s, "v1").uncertain_tracks == 0  # v1 predicted a2 as jazz, unassessed: a disagreement
-        assert tag_agreement(s, "v1").confusion["blues"] == {"jazz": 1}
+        assert tag_agreement(done_tallies(s, "v1")).uncertain_tracks == 0  # v1 predicted a2 as jazz, unassessed: a disagreement
+        assert tag_agreement(done_tallies(s, "v1")).confusion["blues"] == {"jazz": 1}
 
         reasons = agg.failure_reasons(s, examples=1)
         assert [(r.reason, r.tracks) for r in reasons] == [("not a readable audio file", 2), ("decoding failed", 1)]

@@ -238,7 +238,7 @@ def test_agreement_counts_mapped_tags_per_genre_with_uncertain_apart(db_url) -> 
     from sqlalchemy import update
 
     from genretag.db.models import Prediction
-    from genretag.db.queries import library_stats, tag_agreement
+    from genretag.db.queries import done_tallies, library_stats, tag_agreement
 
     # (tag, predicted, uncertain): tags spelled as people do; one unmapped, one with no tag at all
     cases = [("Hip-Hop", "hiphop", False), ("Rap", "hiphop", None), ("rap", "pop", False),
@@ -254,7 +254,7 @@ def test_agreement_counts_mapped_tags_per_genre_with_uncertain_apart(db_url) -> 
             store.record_tags(s, track_id, tags.FileTags(genre=tag))
             s.execute(update(Prediction).where(Prediction.track_id == track_id).values(uncertain=uncertain))
     with session_scope(db_url) as s:
-        a = tag_agreement(s)
+        a = tag_agreement(done_tallies(s, None))
         stats = library_stats(s).to_dict()
     assert (a.tracks, a.agree) == (6, 4)
     assert a.per_genre == {"hiphop": {"tracks": 3, "agree": 2, "rate": 2 / 3},

@@ -15,7 +15,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from genretag.db.models import Prediction, ScanRun, TagWrite, Track, TrackStatus
@@ -419,17 +419,41 @@ class LibraryStats:
         }
 
 
-def confidence_bucket(column: ColumnElement[float], edges: tuple[float, ...] = CONFIDENCE_EDGES):
-    """Bucket index of ``column``: ``i`` for ``edges[i] <= value < edges[i+1]``, the last one closed."""
-    inner = edges[1:-1]
-    return case(*((column < edge, i) for i, edge in enumerate(inner)), else_=len(inner))
-
-
 def done_predictions(model_version: str | None) -> Select:
     """Done tracks joined to their prediction (``model_version``'s, or the current one): the base of every aggregate."""
     return _with_prediction(select().select_from(Track), model_version).where(
         Track.status == TrackStatus.done.value, Prediction.id.is_not(None)
     )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The done tracks sharing a prediction's model version, genre and uncertain flag, and a genre tag."""
+
+    model_version: str
+    genre: str
+    uncertain: bool | None
+    tag_genre: str | None
+    tracks: int
+    histogram: tuple[int, ...]  # tracks per confidence bin, ``edges[i] <= confidence < edges[i+1]`` (last closed)
+
+
+def done_tallies(session: Session, model_version: str | None, edges: tuple[float, ...] = CONFIDENCE_EDGES) -> list[Tally]:
+    """Every count ``stats`` and ``report`` make of the done tracks, from one pass over them and their predictions.
+
+    Grouped by (model version, genre, uncertain, tag): a few hundred rows. The confidence bins are
+    counts filtered by each inner edge ("below 0.2", "below 0.4", ...), not a grouping key: grouped
+    by an expression of the confidence, PostgreSQL expects one group per distinct confidence (about
+    one per track) and sorts the whole join on disk where hashing a few hundred groups does.
+    """
+    keys = (Prediction.model_version, Prediction.genre, Prediction.uncertain, Track.tag_genre)
+    below = [func.count().filter(Prediction.confidence < edge) for edge in edges[1:-1]]
+    rows = session.execute(done_predictions(model_version).add_columns(*keys, func.count(), *below).group_by(*keys))
+    out = []
+    for version, genre, uncertain, tag, tracks, *cumulative in rows:
+        cuts = (0, *cumulative, tracks)
+        out.append(Tally(version, genre, uncertain, tag, tracks, tuple(b - a for a, b in zip(cuts, cuts[1:]))))
+    return out
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -442,23 +466,16 @@ def library_stats(
     genre_map: GenreMap | None = None, labels: Sequence[str] = (),
 ) -> LibraryStats:
     by_status = status_counts(session)
-    bucket = confidence_bucket(Prediction.confidence).label("bucket")
-    by_genre: dict[str, int] = {}
-    per_bucket: dict[int, int] = {}
-    for genre, i, n in session.execute(  # one pass over the done tracks gives both tallies
-        done_predictions(model_version).add_columns(Prediction.genre, bucket, func.count()).group_by(Prediction.genre, bucket)
-    ):
-        by_genre[genre] = by_genre.get(genre, 0) + n
-        per_bucket[i] = per_bucket.get(i, 0) + n
-    by_genre = dict(sorted(by_genre.items(), key=lambda kv: (-kv[1], kv[0])))
-    uncertain, assessed = session.execute(
-        done_predictions(model_version).add_columns(func.count().filter(Prediction.uncertain.is_(True)),
-                                                    func.count(Prediction.uncertain))
-    ).one()
-    buckets = [
-        Bucket(low, high, per_bucket.get(i, 0))
-        for i, (low, high) in enumerate(zip(CONFIDENCE_EDGES, CONFIDENCE_EDGES[1:]))
-    ]
+    tallies = done_tallies(session, model_version)  # genres, confidence, uncertain and tags in one pass
+    by_genre: Counter[str] = Counter()
+    per_bucket = [0] * (len(CONFIDENCE_EDGES) - 1)
+    uncertain = assessed = 0
+    for t in tallies:
+        by_genre[t.genre] += t.tracks
+        per_bucket = [a + b for a, b in zip(per_bucket, t.histogram)]
+        uncertain += t.tracks if t.uncertain else 0
+        assessed += t.tracks if t.uncertain is not None else 0
+    buckets = [Bucket(low, high, n) for low, high, n in zip(CONFIDENCE_EDGES, CONFIDENCE_EDGES[1:], per_bucket)]
     tracks = func.count().label("tracks")
     failures = session.execute(
         select(Track.error, tracks)
@@ -471,14 +488,14 @@ def library_stats(
     return LibraryStats(
         tracks=sum(by_status.values()),
         by_status=by_status,
-        by_genre=by_genre,
+        by_genre=dict(sorted(by_genre.items(), key=lambda kv: (-kv[1], kv[0]))),
         confidence=buckets,
         uncertain=uncertain,
         assessed=assessed,
         failures=[(reason or "(no reason recorded)", n) for reason, n in failures],
         scans=[scan_dict(run) for run in scans],
         model_version=model_version,
-        agreement=tag_agreement(session, model_version, genre_map, labels),
+        agreement=tag_agreement(tallies, genre_map, labels),
     )
 
 
@@ -531,28 +548,19 @@ def tag_target(tag: str, labels: dict[str, str], genre_map: GenreMap) -> str | N
 
 
 def tag_agreement(
-    session: Session, model_version: str | None = None, genre_map: GenreMap | None = None, labels: Sequence[str] = (),
-    top_unmapped: int = 15,
+    tallies: Sequence[Tally], genre_map: GenreMap | None = None, labels: Sequence[str] = (), top_unmapped: int = 15,
 ) -> Agreement:
-    """:class:`Agreement` from one GROUP BY over (tag, predicted genre, uncertain): a few rows per tag spelling.
+    """:class:`Agreement` of the done tracks' :func:`done_tallies`: a few rows per tag spelling, mapped here.
 
-    Which prediction: ``model_version``'s, or each track's latest. Tags are mapped after the
-    aggregate (:func:`tag_target`), so the mapping table stays in Python and the library in SQL.
-    A tag spelling a label counts as that label: the labels predicted, and ``labels`` (the model's
-    own, so a label no track was given still matches its tags). The ``top_unmapped`` commonest
-    unmapped tag texts are kept: they show what the mapping table misses.
+    Tags are mapped after the aggregate (:func:`tag_target`), so the mapping table stays in Python
+    and the library in SQL. A tag spelling a label counts as that label: the labels predicted, and
+    ``labels`` (the model's own, so a label no track was given still matches its tags). The
+    ``top_unmapped`` commonest unmapped tag texts are kept: they show what the mapping table misses.
     """
     genre_map = genre_map or load_map()
-    n = func.count().label("n")
-    stmt = (
-        _with_prediction(select(Track.tag_genre, Prediction.genre, Prediction.uncertain, n).select_from(Track),
-                         model_version)
-        .where(Track.status == TrackStatus.done.value, Prediction.id.is_not(None), Track.tag_genre.is_not(None))
-        .group_by(Track.tag_genre, Prediction.genre, Prediction.uncertain)
-    )
-    groups = session.execute(stmt).all()
+    groups = [(t.tag_genre, t.genre, t.uncertain, t.tracks) for t in tallies if t.tag_genre is not None]
     known = {label_key(label): label for label in labels}
-    known.update({label_key(g.genre): g.genre for g in groups})
+    known.update({label_key(genre): genre for _, genre, _, _ in groups})
     tracks = agree = uncertain_tracks = uncertain_agree = unmapped = 0
     per_genre: dict[str, dict[str, Any]] = {}
     confusion: dict[str, dict[str, int]] = {}

@@ -1,8 +1,10 @@
 """The library report's figures: each a grouped SQL query, the same on SQLite and PostgreSQL.
 
 Nothing here reads one row per track into Python: every query returns at most a few hundred
-aggregate rows (genre x confidence bin, top folders x genre, top failure reasons, the last scans).
-The tag agreement is the db layer's (:func:`genretag.db.queries.tag_agreement`), shared with ``stats``.
+aggregate rows (model x genre x uncertain flag x tag with their confidence bins, top folders x genre,
+top failure reasons, the last scans). The genre figures and the tag agreement
+(:func:`genretag.db.queries.tag_agreement`, shared with ``stats``) come from one pass,
+:func:`genretag.db.queries.done_tallies`.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from genretag.db.models import Prediction, ScanRun, Track, TrackStatus
-from genretag.db.queries import confidence_bucket, done_predictions, status_counts
+from genretag.db.queries import Tally, done_predictions, status_counts
 from genretag.db.store import under_root
 
 HISTOGRAM_EDGES = tuple(i / 20 for i in range(21))  # confidence bins of 0.05
@@ -78,26 +80,24 @@ def summary(session: Session, by_model: dict[str, int]) -> Summary:
     return Summary(sum(by_status.values()), by_status, by_model, roots, last)
 
 
-def genre_figures(session: Session, model_version: str | None) -> tuple[list[GenreFigures], dict[str, int]]:
-    """Per genre (most tracks first) its histogram and uncertain counts; and done tracks per model version."""
-    bucket = confidence_bucket(Prediction.confidence, HISTOGRAM_EDGES).label("bucket")
-    rows = session.execute(
-        done_predictions(model_version)
-        .add_columns(Prediction.model_version, Prediction.genre, bucket, Prediction.uncertain, func.count())
-        .group_by(Prediction.model_version, Prediction.genre, bucket, Prediction.uncertain)
-    )
+def genre_figures(tallies: list[Tally]) -> tuple[list[GenreFigures], dict[str, int]]:
+    """Per genre (most tracks first) its histogram and uncertain counts; and done tracks per model version.
+
+    ``tallies``: :func:`done_tallies` with ``HISTOGRAM_EDGES`` (the pass the tag agreement shares).
+    """
     genres: dict[str, GenreFigures] = {}
     by_model: dict[str, int] = {}
-    for version, genre, i, uncertain, n in rows:
-        g = genres.setdefault(genre, GenreFigures(genre))
-        g.tracks += n
-        g.histogram[i] += n
-        by_model[version] = by_model.get(version, 0) + n
-        if uncertain is None:
-            g.unassessed_low += n if HISTOGRAM_EDGES[i] < LOW_CONFIDENCE else 0
+    low_bins = sum(edge < LOW_CONFIDENCE for edge in HISTOGRAM_EDGES[:-1])
+    for t in tallies:
+        g = genres.setdefault(t.genre, GenreFigures(t.genre))
+        g.tracks += t.tracks
+        g.histogram = [a + b for a, b in zip(g.histogram, t.histogram)]
+        by_model[t.model_version] = by_model.get(t.model_version, 0) + t.tracks
+        if t.uncertain is None:
+            g.unassessed_low += sum(t.histogram[:low_bins])
         else:
-            g.assessed += n
-            g.uncertain += n if uncertain else 0
+            g.assessed += t.tracks
+            g.uncertain += t.tracks if t.uncertain else 0
     return sorted(genres.values(), key=lambda g: (-g.tracks, g.genre)), by_model
 
 
@@ -109,10 +109,13 @@ def _find(session: Session, needle: str, haystack: ColumnElement[str]) -> Column
 
 
 def top_folder(session: Session, root: str) -> ColumnElement[str]:
-    """The first path component under ``root`` of ``tracks.path`` (``NO_FOLDER`` for files in the root itself)."""
-    rest = func.substr(Track.path, len(root.rstrip("/")) + 2)
-    slash = _find(session, "/", rest)
-    return case((slash == 0, literal(NO_FOLDER)), else_=func.substr(rest, 1, slash - 1))
+    """The first path component under ``root`` of ``tracks.path`` with its slash (``NO_FOLDER`` for files in the root).
+
+    One ``substr`` up to the first slash, which is empty when there is none: per row, a third cheaper
+    than a CASE that also cuts the slash off (0.56 s against 0.87 s for 882k paths on PostgreSQL).
+    """
+    start = len(root.rstrip("/")) + 2
+    return func.substr(Track.path, start, _find(session, "/", func.substr(Track.path, start)))
 
 
 def scanned_roots(session: Session) -> list[str]:
@@ -155,7 +158,7 @@ def folder_table(session: Session, root: str, model_version: str | None, top: in
     ):
         mix[name][genre] = n
     return FolderTable(root, largest[0].folders, int(largest[0].tracks),
-                       [(row.folder, row.size, mix[row.folder]) for row in largest])
+                       [(row.folder.removesuffix("/"), row.size, mix[row.folder]) for row in largest])
 
 
 def failure_reasons(session: Session, top: int = 10, examples: int = 3) -> list[FailureReason]:

@@ -8,7 +8,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from sqlalchemy.orm import Session
 
-from genretag.db.queries import Agreement, tag_agreement
+from genretag.db.queries import Agreement, done_tallies, tag_agreement
 from genretag.genremap import GenreMap
 from genretag.report import aggregates as agg
 from genretag.report.html import Html, Section, esc, figure, number, page, paragraph, plain, section, share, table
@@ -23,7 +23,8 @@ def build(session: Session, meta: dict[str, Any] | None, model_version: str | No
     ``genre_map`` maps the files' genre tags to labels, as ``genretag stats`` does (default: the built-in table).
     """
     labels = (meta or {}).get("labels", [])
-    genres, by_model = agg.genre_figures(session, model_version)
+    tallies = done_tallies(session, model_version, agg.HISTOGRAM_EDGES)  # genres and tags in one pass
+    genres, by_model = agg.genre_figures(tallies)
     colours = _colours([*labels, *(g.genre for g in genres)])
     which = f"predictions of model {model_version}" if model_version else "each track's current prediction"
     sections = [
@@ -33,7 +34,7 @@ def build(session: Session, meta: dict[str, Any] | None, model_version: str | No
         uncertain_section(genres),
         folders_section([agg.folder_table(session, root, model_version, top_folders)
                          for root in agg.scanned_roots(session)], colours),
-        tags_section(tag_agreement(session, model_version, genre_map, labels)),
+        tags_section(tag_agreement(tallies, genre_map, labels)),
         failures_section(agg.failure_reasons(session)),
         scans_section(agg.scan_history(session)),
         model_section(meta),
