@@ -220,7 +220,7 @@ class Predictor:
     call ever resizes or re-allocates it, and nothing is spent on padding: the cost per segment does
     not fall with the batch size for either shipped network (XNNPACK, 1 or 2 threads), and with the
     chunks of 8 used before, a 30-s clip's 10 segments ran as 16, a third of musicnn's inference
-    thrown away (bench/README.md, "Profile and cut").
+    thrown away (bench/README.md, 5 Dec, cut 1).
     """
 
     def __init__(self, bundle: Bundle, threads: int) -> None:

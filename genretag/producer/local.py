@@ -40,7 +40,7 @@ def loaded_classifier(settings: Settings, model_mtime_ns: int) -> Classifier:
 
     Keyed by the model file's mtime too, so a model replaced in place is loaded afresh. Its interpreter
     takes every core (``threads_alone``): the decoders wait on it when the network is the bottleneck
-    (musicnn: 25 tracks in 9.2 s against 13.9 s with one thread; the MFCC CNN: no change; bench/README.md).
+    (musicnn: 25 tracks in 9.2 s against 13.9 s with one thread; the MFCC CNN: no change; bench/README.md, 5 Dec, cut 2).
     """
     return Classifier.load(settings, threads=settings.threads_alone)
 
