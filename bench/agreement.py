@@ -12,7 +12,7 @@ compared with the all-segments vote of the same model (``segments="all"``):
 
 A ``vote_z`` of ``inf`` never stops early: every track uses K windows (the fixed-K vote).
 
-    python bench/agreement.py [--library /work/music-full] [--windows 40] [--first 10] [--z 0.5 1 2 inf]
+    python bench/agreement.py [--library /work/music-full] [--model cnn] [--windows 40] [--first 10] [--z 0.5 1 2 inf]
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from genretag import features
 from genretag.audio import AUDIO_EXTENSIONS, AudioError
+from genretag.bundle import read_meta
 from genretag.config import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,22 +102,24 @@ def main() -> None:
                         help="vote_z values; inf = never stop early (fixed K)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes, each with the model")
     parser.add_argument("--limit", type=int, default=0, help="only the first N library files (quick checks)")
+    parser.add_argument("--model", type=Path, help="the bundle: a file or a shipped name, e.g. 'cnn' "
+                        "[default: GENRETAG_MODEL_PATH or the default bundle]")
     args = parser.parse_args()
 
-    base = get_settings().replace(inference_threads=1)
+    base = get_settings().replace(inference_threads=1, model_path=args.model)
     paths = audio_files(args.library)[: args.limit or None]
     clips = gtzan_valid(args.gtzan)
     clip_paths, truth = [p for p, _ in clips], [g for _, g in clips]
     grid = [(k, f, z) for k in args.windows for f in args.first for z in args.z if f <= k]
 
-    with ProcessPoolExecutor(args.jobs) as pool:
+    with ProcessPoolExecutor(args.jobs, initializer=features.one_blas_thread) as pool:
         print("  all segments: library ...", file=sys.stderr, flush=True)
         ref = classify_all(pool, paths, base.replace(segments="all"))
         gz_ref = classify_all(pool, clip_paths, base.replace(segments="all"))
         ok = [o.genre is not None for o in ref]
         long_mask = [o.genre is not None and o.duration >= base.spread_min_seconds for o in ref]
         n_long = sum(long_mask)
-        print(f"model {base.model_path.name}")
+        print(f"model {base.model_path.name} version {read_meta(base.model_path)['version']}")
         print(f"real library {args.library}: {len(paths)} files, {sum(ok)} classifiable, {n_long} long "
               f"(>= {base.spread_min_seconds:g} s, where windows apply)")
         print(f"GTZAN valid clips: {len(clips)}; all-segments accuracy {accuracy(gz_ref, truth):.1%}")

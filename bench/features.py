@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--clip", default=str(shared / "gtzan" / "blues" / "blues.00000.opus"))
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--gtzan", action="store_true", help="every clip held: map differences and genre changes")
-    parser.add_argument("--model", type=Path, default=REPO / "genretag" / "data" / "default.genretag")
+    parser.add_argument("--model", type=Path, default=REPO / "genretag" / "data" / "cnn.genretag")
     args = parser.parse_args()
     if args.gtzan:
         genres_on_gtzan(shared / "gtzan", args.model)

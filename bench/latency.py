@@ -7,7 +7,9 @@
    predictor against Keras, compiled (``tf.function``, the old predictor) and ``model.predict``.
    Target: median below 50 ms.
 
-    python bench/latency.py [--clip PATH] [--runs 200] [--runs-command 5] [--threads 1]
+    python bench/latency.py [--clip PATH] [--model cnn] [--runs 200] [--runs-command 5] [--threads 1]
+
+``--model`` picks our bundle (a file or a shipped name); the old product always runs its own model.
 """
 
 from __future__ import annotations
@@ -72,11 +74,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--runs-command", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="inference threads (LiteRT and TensorFlow alike)")
+    parser.add_argument("--model", type=Path, help="our bundle: a file or a shipped name, e.g. 'cnn' "
+                        "[default: GENRETAG_MODEL_PATH or the default bundle]")
     args = parser.parse_args()
+    settings = get_settings().replace(model_path=args.model)
     args.clip = args.clip.resolve()  # the commands run from another working directory (the old product's tree)
 
-    print(f"clip {args.clip.name}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
-    ours, ours_cpu = command_seconds(args.clip, args.runs_command, dict(os.environ), baseline.REPO)
+    print(f"clip {args.clip.name}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+          f"ours: {settings.model_path.name}", flush=True)
+    ours, ours_cpu = command_seconds(args.clip, args.runs_command,
+                                     {**os.environ, "GENRETAG_MODEL_PATH": str(settings.model_path.resolve())},
+                                     baseline.REPO)
     old, old_cpu = command_seconds(args.clip, args.runs_command, baseline.env(), baseline.tree())
     print(f"`genretag classify`, median of {args.runs_command} fresh processes "
           f"(wall, ours: {', '.join(f'{s:.2f}' for s in ours)}; old: {', '.join(f'{s:.2f}' for s in old)})")
@@ -92,7 +100,6 @@ def main() -> None:
     from genretag.training.export import keras_model
     from genretag.training.networks import KerasPredictor, configure_tensorflow
 
-    settings = get_settings()
     configure_tensorflow(args.threads)
     bundle = load_bundle(settings.model_path)
     maps = features.extract(audio.load(args.clip, bundle.features.sr), bundle.features)
@@ -105,7 +112,7 @@ def main() -> None:
     }
     print(f"\nwarm inference: model {settings.model_path.name} version {bundle.version}, {model.count_params():,} "
           f"parameters, {len(bundle.files['model.tflite']) / 1e6:.2f} MB export; {len(maps)} segments, "
-          f"{args.runs} warm runs, {args.threads} thread(s)")
+          f"{args.runs} warm runs, {args.threads} thread(s); the old predictor rows run this bundle's Keras weights")
     print(f"{'path':<28}{'median ms':>10}{'p95 ms':>10}")
     medians = {}
     for name, predict in paths.items():

@@ -18,13 +18,15 @@ Modes (each in a fresh process, so memory and interpreter state never leak betwe
 
 Printed per mode: tracks/s, audio hours per hour, ratio against naive, CPU s per classified track
 and the share of it spent decoding (where the mode can be instrumented), and each process's peak RSS.
-``--model pretrained`` runs ours with the pretrained bundle (musicnn + GTZAN head); naive stays the
-MFCC CNN's pipeline, the baseline both bundles are measured against. ``--memory`` also
+``--model default cnn`` runs our modes once per bundle (a file or a shipped name), each row
+named by its bundle; naive runs once, the MFCC CNN's pipeline, the baseline every bundle is
+measured against. ``--memory`` also
 runs the memory check: one Celery worker process classifying 100 real tracks ten times over,
 its RSS after each 100 classifications; then the same for the old product (Keras on TensorFlow,
 bench/baseline.py) over ``--baseline-scans`` rounds.
 
-    python bench/throughput.py [--library /work/music-full] [--limit N] [--modes naive direct ...] [--memory]
+    python bench/throughput.py [--library /work/music-full] [--limit N] [--modes naive direct ...]
+                               [--model default cnn] [--memory]
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Run:
     """What one mode did: wall time, tracks, time split, peak RSS per process (MB)."""
 
     mode: str
+    model: str = ""  # our bundle's name; empty for naive
     wall: float = 0.0
     tracks: int = 0
     failed: int = 0
@@ -105,6 +108,8 @@ def durations(paths: Sequence[str]) -> dict[str, float]:
 
 
 # --- naive baseline ------------------------------------------------------------------------------
+
+NAIVE_MODEL = "cnn.genretag"  # the MFCC CNN: the naive pipeline is the seed's MFCC path, whatever our default is
 
 
 def run_naive(paths: Sequence[str], model_path: str, threads: int) -> Run:
@@ -169,9 +174,11 @@ def _timed(fn: Callable) -> Callable:
 
 
 def _instrument_decoding() -> None:
-    """Pool initializer: count CPU time inside the decoder entry points that ``prepare`` calls."""
-    from genretag import audio
+    """Pool initializer: count CPU time inside the decoder entry points that ``prepare`` calls; one BLAS
+    thread, as local mode's decoders have."""
+    from genretag import audio, features
 
+    features.one_blas_thread()
     for name in ("probe", "load", "load_windows"):
         setattr(audio, name, _timed(getattr(audio, name)))
 
@@ -194,7 +201,8 @@ def _prepare_timed(job: tuple[str, object, object, object]) -> tuple[object | No
 
 
 def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
-    """``prepare`` in ``settings.worker_count`` processes; ``decide`` in batches in this one.
+    """``prepare`` in ``settings.worker_count`` processes; ``decide`` in batches in this one, on every
+    core as in local mode (``threads_alone``).
 
     Tracks whose staged vote stays open go round again for their next stage.
     """
@@ -204,7 +212,7 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
     ctx = mp.get_context("spawn")  # decode processes never inherit the interpreter's threads
     with ProcessPoolExecutor(settings.worker_count, mp_context=ctx, initializer=_instrument_decoding) as pool:
         list(pool.map(time.sleep, [0.2] * settings.worker_count))  # start the processes before timing
-        classifier = Classifier.load(settings)
+        classifier = Classifier.load(settings, threads=settings.threads_alone)
         classifier.decide([])
         infer = 0.0
         t0 = time.perf_counter()
@@ -245,7 +253,7 @@ def run_direct(paths: Sequence[str], settings, overlap: bool) -> Run:
         for i, pid in enumerate(pool._processes):  # noqa: SLF001 - the pids, to read their peak RSS
             run.peak_rss_mb[f"decoder{i + 1}"] = status_kb(pid, "VmHWM") / 1024
     run.peak_rss_mb["main"] = status_kb("self", "VmHWM") / 1024
-    run.note = f"{settings.worker_count} decode processes, batches of {size} tracks, LiteRT {settings.threads_per_worker} thread(s)"
+    run.note = f"{settings.worker_count} decode processes, batches of {size} tracks, LiteRT {settings.threads_alone} thread(s)"
     return run
 
 
@@ -381,6 +389,8 @@ def memory_check(paths: Sequence[str], lengths: dict[str, float], settings, redi
     env = {**(base_env or os.environ), "GENRETAG_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
            "GENRETAG_WORKERS": "1", "GENRETAG_BROKER_URL": redis_url, "GENRETAG_FOLLOW_SYMLINKS": "1",
            **vote_env(settings)}
+    if base_env is None:  # ours: the bundle asked for (the old product reads only its own format-1 bundle)
+        env["GENRETAG_MODEL_PATH"] = str(settings.model_path)
     redis.Redis.from_url(redis_url).flushdb()
     worker = subprocess.Popen([sys.executable, "-m", "genretag.cli", "worker", "--loglevel", "warning"],
                               env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "w"))
@@ -423,13 +433,16 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=10, help="rounds of 100 classifications for our RSS")
     parser.add_argument("--baseline-scans", type=int, default=2, help="rounds of 100 for the old product's RSS")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="a Redis db used only by this bench")
-    parser.add_argument("--model", type=Path, help="our bundle: a file or a shipped name, e.g. 'pretrained' "
-                        "[default: GENRETAG_MODEL_PATH or the default bundle]; naive always runs the default MFCC CNN")
+    parser.add_argument("--model", type=Path, nargs="+", default=[None],
+                        help="our bundles, each a file or a shipped name, e.g. 'default cnn'; every mode "
+                        "of ours runs once per bundle [default: GENRETAG_MODEL_PATH or the default bundle]; naive "
+                        "runs once, with the default MFCC CNN")
     args = parser.parse_args()
 
-    from genretag.config import PACKAGED_MODEL, get_settings
+    from genretag.config import PACKAGED_MODELS, get_settings
 
-    settings = get_settings().replace(workers=args.workers, model_path=args.model)
+    base = get_settings().replace(workers=args.workers)
+    models = [base.replace(model_path=m) for m in args.model]
     paths = audio_files(args.library)[: args.limit or None]
     root = args.library
     if args.limit:  # the scan commands take a folder: link the subset into one
@@ -439,37 +452,47 @@ def main() -> None:
     lengths = durations(paths)
     total_audio = sum(lengths.values())
     print(f"library {args.library}: {len(paths)} files, {total_audio / 3600:.2f} h of audio; "
-          f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; model {settings.model_path.name}; "
-          f"segments {settings.segments}, K={settings.windows}, first stage {settings.first_windows}, "
-          f"vote_z {settings.vote_z:g}", flush=True)
+          f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
+          f"models {', '.join(s.model_path.name for s in models)}; segments {base.segments}, K={base.windows}, "
+          f"first stage {base.first_windows}, vote_z {base.vote_z:g}", flush=True)
 
     runs: list[Run] = []
-    for mode in args.modes:
-        print(f"  running {mode} ...", file=sys.stderr, flush=True)
-        if mode == "naive":
-            run = in_child(run_naive, paths, str(PACKAGED_MODEL), 1)
-        elif mode in ("direct", "direct-serial"):
-            run = in_child(run_direct, paths, settings, mode == "direct")
-        elif mode == "decode":
-            plan = next((r.decoder_calls for r in runs if r.decoder_calls), None)
-            if plan is None:
-                parser.error("mode decode replays a direct run's decoder calls: put direct before it")
-            run = in_child(run_decode_only, plan, settings.worker_count)
-        else:
-            run = run_scan(root, mode, settings, args.redis_url)
-        runs.append(run)
-        report(runs, total_audio)  # after every mode: a run cut short keeps what it measured
+    for settings in models:
+        ours: list[Run] = []
+        for mode in [m for m in args.modes if m != "naive"]:
+            print(f"  running {mode} ({settings.model_path.name}) ...", file=sys.stderr, flush=True)
+            if mode in ("direct", "direct-serial"):
+                run = in_child(run_direct, paths, settings, mode == "direct")
+            elif mode == "decode":
+                plan = next((r.decoder_calls for r in ours if r.decoder_calls), None)
+                if plan is None:
+                    parser.error("mode decode replays a direct run's decoder calls: put direct before it")
+                run = in_child(run_decode_only, plan, settings.worker_count)
+            else:
+                run = run_scan(root, mode, settings, args.redis_url)
+            run.model = settings.model_path.stem
+            ours.append(run)
+            runs.append(run)
+            report(runs, total_audio)  # after every mode: a run cut short keeps what it measured
+    if "naive" in args.modes:  # last: ours is measured even if naive does not finish
+        print("  running naive ...", file=sys.stderr, flush=True)
+        runs.insert(0, in_child(run_naive, paths, str(PACKAGED_MODELS / NAIVE_MODEL), 1))
+        report(runs, total_audio)
     if args.memory:
-        print("\nmemory check: one Celery worker process (concurrency 1), `genretag scan --force` of 100 real tracks, "
-              "repeated", flush=True)
-        old = memory_check(paths, lengths, settings, args.redis_url, f"old (Keras/TF, {baseline.BASELINE_REF})",
-                           scans=args.baseline_scans, base_env=baseline.env(), cwd=baseline.tree())
-        marks = memory_check(paths, lengths, settings, args.redis_url, "ours (LiteRT)", scans=args.scans)
+        print("\nmemory check: one Celery worker process (concurrency 1), `genretag scan --force` of 100 real "
+              "tracks, repeated", flush=True)
+    old = memory_check(paths, lengths, base, args.redis_url, f"old (Keras/TF, {baseline.BASELINE_REF})",
+                       scans=args.baseline_scans, base_env=baseline.env(), cwd=baseline.tree()) \
+        if args.memory and args.baseline_scans else []
+    for settings in models if args.memory else []:
+        marks = memory_check(paths, lengths, settings, args.redis_url, f"ours (LiteRT, {settings.model_path.stem})",
+                             scans=args.scans)
         first, last = marks[0][1], marks[-1][1]
         print(f"  ours: growth from {marks[0][0]} to {marks[-1][0]}: {100 * (last - first) / first:+.1f}% "
               f"(limit +10%: {'met' if last <= 1.1 * first else 'NOT met'}); RSS {last:.0f} MB "
-              f"(limit 200 MB: {'met' if last <= 200 else 'NOT met'}), old {old[0][1]:.0f} MB after {old[0][0]}, "
-              f"ratio {old[0][1] / first:.1f}x; same process throughout: {len({pid for _, _, pid in marks}) == 1}")
+              f"(limit 200 MB: {'met' if last <= 200 else 'NOT met'})"
+              + (f", old {old[0][1]:.0f} MB after {old[0][0]}, ratio {old[0][1] / first:.1f}x" if old else "")
+              + f"; same process throughout: {len({pid for _, _, pid in marks}) == 1}")
     if args.limit:
         shutil.rmtree(root)
 
@@ -479,7 +502,7 @@ def report(runs: Sequence[Run], total_audio: float) -> None:
     base = next((r for r in runs if r.mode == "naive" and r.wall), None)
     print()
     print("tracks/s counts every file handled (classified or failed: too short, silent, unreadable)")
-    print(f"{'mode':<14}{'tracks':>7}{'failed':>7}{'wall s':>9}{'tracks/s':>9}{'audio h/h':>10}"
+    print(f"{'mode':<24}{'tracks':>7}{'failed':>7}{'wall s':>9}{'tracks/s':>9}{'audio h/h':>10}"
           f"{'x naive':>8}{'cpu s':>7}{'s/track':>8}{'decode':>8}  peak RSS MB")
     for r in runs:
         tps = (r.tracks + r.failed) / r.wall if r.wall else 0.0  # files handled, classified or not
@@ -488,18 +511,17 @@ def report(runs: Sequence[Run], total_audio: float) -> None:
         cpu = f"{r.busy_seconds:.0f}" if r.busy_seconds else "-"
         per_track = f"{r.busy_seconds / r.tracks:.2f}" if r.busy_seconds and r.tracks else "-"  # CPU s per classified track
         rss = ", ".join(f"{k} {v:.0f}" for k, v in r.peak_rss_mb.items())
-        print(f"{r.mode:<14}{r.tracks:>7}{r.failed:>7}{r.wall:>9.1f}{tps:>9.2f}{total_audio / r.wall if r.wall else 0:>10.0f}"
+        print(f"{(r.mode + ' ' + r.model).strip():<24}{r.tracks:>7}{r.failed:>7}{r.wall:>9.1f}{tps:>9.2f}{total_audio / r.wall if r.wall else 0:>10.0f}"
               f"{ratio:>8}{cpu:>7}{per_track:>8}{share:>8}  {rss}")
     for r in runs:
         if r.note:
-            print(f"  {r.mode}: {r.note}")
-    limit = next((r for r in runs if r.mode == "decode" and r.wall), None)
-    if limit:
+            print(f"  {(r.mode + ' ' + r.model).strip()}: {r.note}")
+    for limit in [r for r in runs if r.mode == "decode" and r.wall]:
         limit_tps = limit.tracks / limit.wall
-        print(f"decode-only limit of the plan: {limit_tps:.2f} tracks/s"
+        print(f"decode-only limit of the plan, {limit.model}: {limit_tps:.2f} tracks/s"
               + (f" ({limit_tps / ((base.tracks + base.failed) / base.wall):.1f}x naive)" if base else "")
               + "; share of it: " + ", ".join(f"{r.mode} {(r.tracks + r.failed) / r.wall / limit_tps:.0%}"
-                                              for r in runs if r.wall and r.mode not in ("naive", "decode")))
+                                              for r in runs if r.wall and r.model == limit.model and r.mode != "decode"))
 
 
 if __name__ == "__main__":

@@ -204,12 +204,12 @@ def _banner_to_log() -> Iterator[None]:
 class Predictor:
     """Segment probabilities from the bundle's LiteRT export (XNNPACK), one interpreter per process.
 
-    The interpreter is allocated once for batches of ``CHUNK`` segments; any number of segments runs
-    as that many chunks, the last padded with zeros, so no call ever resizes or re-allocates it.
-    Small chunks are also the fastest per segment here (bench/README.md).
+    The interpreter is allocated once for one segment and runs a batch segment by segment, so no
+    call ever resizes or re-allocates it, and nothing is spent on padding: the cost per segment does
+    not fall with the batch size for either shipped network (XNNPACK, 1 or 2 threads), and with the
+    chunks of 8 used before, a 30-s clip's 10 segments ran as 16, a third of musicnn's inference
+    thrown away (bench/README.md, 5 Dec, cut 1).
     """
-
-    CHUNK = 8
 
     def __init__(self, bundle: Bundle, threads: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -223,8 +223,7 @@ class Predictor:
             raise BundleError(f"bundle {bundle.version}: its network takes {tuple(inp['shape'][1:])} and gives "
                               f"{out['shape'][-1]} outputs; the features give {want} and it has {len(bundle.labels)} labels")
         self._input, self._output = inp["index"], out["index"]
-        self._batch = np.zeros((self.CHUNK, *want), np.float32)
-        self._interpreter.resize_tensor_input(self._input, self._batch.shape, strict=True)
+        self._interpreter.resize_tensor_input(self._input, (1, *want), strict=True)
         with _banner_to_log():
             self._interpreter.allocate_tensors()
 
@@ -232,13 +231,10 @@ class Predictor:
         """(n, frames, n_mfcc) MFCC maps to (n, n_labels) probabilities."""
         x = self.bundle.normalise(maps)
         probs = np.empty((len(x), len(self.bundle.labels)), np.float32)
-        for start in range(0, len(x), self.CHUNK):
-            part = x[start: start + self.CHUNK]
-            self._batch[: len(part)] = part
-            self._batch[len(part):] = 0.0
-            self._interpreter.set_tensor(self._input, self._batch)
+        for i in range(len(x)):
+            self._interpreter.set_tensor(self._input, x[i: i + 1])
             self._interpreter.invoke()
-            probs[start: start + len(part)] = self._interpreter.get_tensor(self._output)[: len(part)]
+            probs[i] = self._interpreter.get_tensor(self._output)[0]
         return probs
 
 

@@ -254,16 +254,18 @@ def vote(probabilities: np.ndarray, labels: Sequence[str]) -> tuple[str, dict[st
 class Classifier:
     """A loaded model plus the settings that decide which segments vote. Load once per process."""
 
-    def __init__(self, bundle: Bundle, settings: Settings) -> None:
+    def __init__(self, bundle: Bundle, settings: Settings, threads: int | None = None) -> None:
+        """``threads``: the interpreters' threads; default ``settings.threads_per_worker``."""
         self.bundle = bundle
         self.settings = settings
-        self.predict = bundle.predictor(settings.threads_per_worker)
+        threads = threads or settings.threads_per_worker
+        self.predict = bundle.predictor(threads)
         self.fuse = bundle.fusion()
-        self.describe = bundle.descriptor_predictor(settings.threads_per_worker) if bundle.descriptor else None
+        self.describe = bundle.descriptor_predictor(threads) if bundle.descriptor else None
 
     @classmethod
-    def load(cls, settings: Settings) -> Classifier:
-        return cls(load_bundle(settings.model_path), settings)
+    def load(cls, settings: Settings, threads: int | None = None) -> Classifier:
+        return cls(load_bundle(settings.model_path), settings, threads)
 
     @property
     def version(self) -> str:

@@ -151,8 +151,9 @@ def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None
     from genretag.bundle import BundleError
     from genretag.classify import Classifier
 
+    settings = settings_of(ctx)
     try:
-        classifier = Classifier.load(settings_of(ctx))
+        classifier = Classifier.load(settings, threads=settings.threads_alone)
     except BundleError as exc:
         raise click.ClickException(str(exc)) from None
     failed = 0

@@ -68,7 +68,7 @@ class Settings:
     # Inference and concurrency.
     batch_tracks: int = 8  # tracks whose segments share one forward pass in local mode
     workers: int = 0  # local-mode decode processes and Celery concurrency; 0 means one per core
-    inference_threads: int = 0  # LiteRT (XNNPACK) threads per process; 0 means cores // workers
+    inference_threads: int = 0  # LiteRT (XNNPACK) threads per process; 0: cores // workers, every core where one process runs the model
 
     # Producer.
     library_roots: tuple[str, ...] = ()  # scanned by `genretag beat` and checked by workers
@@ -108,6 +108,12 @@ class Settings:
     def threads_per_worker(self) -> int:
         """Inference threads per process, so that workers x threads fits the cores."""
         return self.inference_threads or max(1, (os.cpu_count() or 1) // self.worker_count)
+
+    @property
+    def threads_alone(self) -> int:
+        """Inference threads for the one process that runs the model (`genretag classify`, local mode's
+        main process, whose decoders wait on it when it is the bottleneck): every core."""
+        return self.inference_threads or (os.cpu_count() or 1)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -121,6 +121,19 @@ def segment(y: np.ndarray, params: FeatureParams = MFCC) -> np.ndarray:
     return np.zeros((0, n), dtype=np.float32)
 
 
+def one_blas_thread() -> None:
+    """Limit this process's BLAS (OpenBLAS, under numpy) to one thread from here on.
+
+    For processes that share the cores with others (local-mode decoders, Celery worker processes):
+    the mel and DCT products are BLAS calls, and an OpenBLAS thread per core in each busy process
+    only fights over the cores. Classifying 20 long tracks in one process took 14.1 CPU s with
+    OpenBLAS's 2 threads, 9.0 with one (MFCC CNN; musicnn 30.1 and 23.7; bench/README.md).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def loud_enough(segments: np.ndarray, params: FeatureParams = MFCC) -> np.ndarray:
     """Boolean mask (n_segments,): True where the segment's RMS is at or above ``silence_db`` dBFS."""
     if len(segments) == 0:

@@ -12,6 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import OperationalError
 
+from genretag import features
 from genretag.classify import Classifier
 from genretag.db.engine import dispose_engines, get_engine
 from genretag.worker import job
@@ -32,8 +33,10 @@ def require_a_broker(**_: object) -> None:
 
 @worker_process_init.connect
 def load_once_per_process(**_: object) -> None:
-    """Engine and model for this child process, before it takes any task."""
+    """Engine and model for this child process, before it takes any task; one BLAS thread, as the
+    worker's processes share the cores."""
     settings = app_settings()
+    features.one_blas_thread()
     dispose_engines()
     try:
         get_engine(settings.database_url)
