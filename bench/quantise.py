@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agreement import gtzan_valid  # bench/ is the script's folder, so its sibling imports
 from genretag import audio, features
 from genretag.bundle import TFLITE, Bundle, load_bundle
 from genretag.config import resolve_model
@@ -57,16 +58,6 @@ def ms_per_segment(bundle: Bundle, maps: np.ndarray) -> float:
         predict(maps)
         best = min(best, (time.process_time() - t0) / len(maps) * 1000)
     return best
-
-
-def gtzan_valid(root: Path) -> list[tuple[str, str]]:
-    out = []
-    for line in (root / "splits" / "valid_filtered.txt").read_text().split():
-        genre, name = line.split("/")
-        path = root / genre / (name.rsplit(".", 1)[0] + ".opus")
-        if path.exists():
-            out.append((str(path), genre))
-    return out
 
 
 def main() -> None:
