@@ -130,7 +130,10 @@ class LocalRunner:
         if not done:  # no decode finished for a whole task time limit: a decoder hangs
             log.warning("no decode finished in %d s; stopping the decoders", self.settings.task_time_limit)
             self._kill_pool()
-            done, _ = wait(list(self._inflight), return_when=FIRST_COMPLETED)
+            self._isolate_crash("a decoder hung")  # the killed pool's futures are never waited on
+            if len(self._ready) >= self.settings.batch_tracks:
+                self._decide()
+            return
         broken = False
         failures: list[tuple[int, AudioError]] = []
         for future in done:
@@ -150,15 +153,15 @@ class LocalRunner:
             self._ready.append((claim, prepared))
         self._record(failures)
         if broken:
-            self._isolate_crash()
+            self._isolate_crash("a decoder process died")
         if len(self._ready) >= self.settings.batch_tracks:
             self._decide()
 
-    def _isolate_crash(self) -> None:
-        """A decoder died: rebuild the pool and retry each in-flight track alone to find the culprit."""
+    def _isolate_crash(self, what: str) -> None:
+        """A decoder died or hung: rebuild the pool and retry each in-flight track alone to find the culprit."""
         suspects = list(self._inflight.values())
         self._inflight.clear()
-        log.warning("a decoder process died; retrying %d tracks one at a time", len(suspects))
+        log.warning("%s; retrying %d tracks one at a time", what, len(suspects))
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
@@ -184,10 +187,15 @@ class LocalRunner:
             self._record([(claim.track_id, outcome)])
 
     def _kill_pool(self) -> None:
-        """End a pool whose decoders hang; its futures then fail with BrokenProcessPool."""
-        for process in list(self._pool._processes.values()):  # no public API before Python 3.14
+        """End a pool whose decoders hang, without waiting on it: the executor's own shutdown could wait
+        for ever on a worker killed while it started (seen in CI), so the processes are killed and reaped
+        here and the pool is dropped."""
+        processes = list(self._pool._processes.values())  # no public API before Python 3.14
+        for process in processes:
             process.kill()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = None
 
     def _decide(self) -> None:
