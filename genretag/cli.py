@@ -38,7 +38,7 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="Model bundle: a file, or a shipped one by name, 'default' (musicnn + GTZAN head, fused with the descriptor network), 'pretrained' (musicnn + GTZAN head alone) or 'cnn' (the MFCC CNN, fused with the descriptor network) [GENRETAG_MODEL_PATH].")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="Model bundle: a file, or a shipped one by name, 'default' (musicnn + GTZAN head, calibrated) or 'cnn' (the MFCC CNN, fused with the descriptor network) [GENRETAG_MODEL_PATH].")
 @click.option("--database-url", help="SQLAlchemy URL [GENRETAG_DATABASE_URL]; default: SQLite in the user data dir.")
 @click.option("--broker-url", help="Celery broker URL [GENRETAG_BROKER_URL]; empty: embedded local mode.")
 @click.option("--segments", type=click.Choice(["spread", "all"]), help="Vote over staged windows spread over long tracks, or every segment [GENRETAG_SEGMENTS].")
