@@ -28,6 +28,14 @@ def background(cmd: Sequence[str], env: dict[str, str], log: Path) -> Iterator[s
                 proc.wait(10)
 
 
+FAULTY_DECODER = Path(__file__).parent / "faultydecoder"
+
+
+def faulty_decoder(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the decoder library that hangs, crashes or is slow by file name (faultydecoder/)."""
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(FAULTY_DECODER), env.get("PYTHONPATH")) if p)}
+
+
 GENRETAG = str(Path(sys.executable).parent / "genretag")
 
 

@@ -36,7 +36,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from badinput import make_corpus
-from processes import background
+from processes import background, faulty_decoder
 from genretag.db.models import Prediction, Track
 
 BIN = Path(sys.executable).parent
@@ -140,14 +140,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-FAULTY_DECODER = Path(__file__).parent / "faultydecoder"
-
-
-def faulty_decoder(env: dict[str, str]) -> dict[str, str]:
-    """``env`` with the decoder library that hangs, crashes or is slow by file name (faultydecoder/)."""
-    return {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(FAULTY_DECODER), env.get("PYTHONPATH")) if p)}
 
 
 def write_m4a(path: Path, seconds: float = 8.0) -> Path:

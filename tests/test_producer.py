@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from processes import faulty_decoder
 from genretag.config import Settings
 from genretag.db import Prediction, ScanRun, Track, session_scope, store
 from genretag.producer import ScanRefused, scan
@@ -201,15 +203,42 @@ def test_celery_dispatch_resends_after_a_stall_then_gives_up(
 
 
 def test_local_scan_stops_decoders_that_exceed_the_time_limit(
-    tmp_path: Path, sqlite_url: str, real_library: Path
+    tmp_path: Path, sqlite_url: str, gtzan_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A one-second limit: no decoder (a full-length track, every segment) can finish, none may hang the scan."""
+    """A decoder that takes 30 s under a 1-s limit is stopped, in the pool and again when retried alone,
+    and the track fails as timed out (tests/faultydecoder's ``slow*`` file, loaded by the spawned decoders;
+    a real decode is no use here: on a fast machine it finishes within any limit a test can wait for)."""
     library = tmp_path / "library"
     library.mkdir()
-    shutil.copy(sorted(real_library.rglob("*.mp3"))[0], library / "long.mp3")
-    summary = scan(library, settings_for(sqlite_url, task_time_limit=1, segments="all"))
+    shutil.copy(gtzan_dir / CLIPS[0], library / "slow-clip.opus")
+    monkeypatch.setenv("PYTHONPATH", faulty_decoder(dict(os.environ))["PYTHONPATH"])
+    monkeypatch.setenv("FAULTY_DECODER_DELAY", "30")
+    started = time.monotonic()
+    summary = scan(library, settings_for(sqlite_url, task_time_limit=1))
     assert (summary.counts.done, summary.counts.failed) == (0, 1)
-    assert by_path(sqlite_url)[str(library / "long.mp3")].error.startswith("timed out")
+    assert by_path(sqlite_url)[str(library / "slow-clip.opus")].error.startswith("timed out")
+    assert time.monotonic() - started < 25, "a decoder was waited on past the limit"
+
+
+def test_a_killed_pool_ends_its_manager_thread_even_with_half_a_result_in_the_pipe(sqlite_url: str) -> None:
+    """A decoder killed while it wrote its result leaves half a message in the pool's result pipe; the
+    executor's manager thread, reading it, must still end, or the scan's process never exits (it joins
+    that thread at exit). The half message is written here as such a decoder leaves it."""
+    from genretag.producer.local import LocalRunner
+
+    runner = LocalRunner(settings_for(sqlite_url), scan_id=0)
+    pool = runner.pool
+    pool.submit(int).result()  # the decoders are up
+    manager, writer = pool._executor_manager_thread, pool._result_queue._writer
+    os.write(writer.fileno(), struct.pack("!i", 1 << 20) + b"half")  # a 1-MB message cut after 4 bytes
+    time.sleep(0.5)  # the manager thread is now waiting for the rest
+    runner._kill_pool()
+    manager.join(timeout=10)
+    try:
+        assert not manager.is_alive(), "the manager thread still waits on the cut message"
+    finally:
+        if not writer.closed:
+            writer.close()  # so a failing run still exits
 
 
 @pytest.mark.parametrize(("vote_z", "windows_heard"), [(float("inf"), range(8, 13)), (0.0, range(2, 6))])

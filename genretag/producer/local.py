@@ -189,13 +189,21 @@ class LocalRunner:
     def _kill_pool(self) -> None:
         """End a pool whose decoders hang, without waiting on it: the executor's own shutdown could wait
         for ever on a worker killed while it started (seen in CI), so the processes are killed and reaped
-        here and the pool is dropped."""
+        here and the pool is dropped.
+
+        A decoder killed while it wrote its result leaves half a message in the result pipe, and the
+        executor's manager thread then waits for the rest for ever, which hung the interpreter's exit
+        (it joins that thread; seen in a test run). Closing this process's end of the pipe, the last
+        writer once the decoders are dead, gives that read an end of file, so the thread ends.
+        """
         processes = list(self._pool._processes.values())  # no public API before Python 3.14
+        results = self._pool._result_queue
         for process in processes:
             process.kill()
         for process in processes:
             process.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        results._writer.close()
         self._pool = None
 
     def _decide(self) -> None:
