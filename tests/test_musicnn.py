@@ -116,6 +116,17 @@ def test_litert_export_matches_the_keras_port(shipped, reference, gtzan_dir):
     assert top == ["blues", "classical", "metal"]
 
 
+def test_shipped_export_runs_the_timbral_convolutions_unfolded(shipped):
+    """The timbral filters (7 x 38 and 7 x 67 mel bins) act on mel bins gathered into channels, not on one
+    channel with a wide window, the form whose XNNPACK pointers cost 39 MB more (training/musicnn.py)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=shipped.files["model.tflite"])
+    filters = {tuple(int(n) for n in t["shape"]) for t in interpreter.get_tensor_details() if len(t["shape"]) == 4}
+    assert {(204, 7, 1, 38), (204, 7, 1, 67)} <= filters
+    assert not {(204, 7, 38, 1), (204, 7, 67, 1)} & filters
+
+
 def test_shipped_bundle_is_small_names_its_kind_and_keeps_the_licence(shipped):
     from genretag.config import PACKAGED_MODEL, PACKAGED_MODELS, Settings
 

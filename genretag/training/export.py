@@ -4,7 +4,7 @@ Every bundle carries ``model.tflite`` (what inference runs, through :class:`genr
 beside ``model.weights.h5`` (what training rebuilds, :func:`keras_model`). An export is checked
 against Keras before it is saved, so a bundle whose two copies disagree is never written.
 
-    python -m genretag.training.export OLD.genretag NEW.genretag   # format 1 to format 2
+    python -m genretag.training.export OLD.genretag NEW.genretag   # format 1 to 2, or a format-2 bundle exported anew
 """
 
 from __future__ import annotations
@@ -93,20 +93,27 @@ def keras_model(bundle: Bundle) -> Any:
 
 
 def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
-    """Re-export a format-1 bundle (meta.json and Keras weights) as format 2, keeping its version.
+    """Export a bundle's Keras weights anew with this code's builders, keeping its version: a format-1
+    bundle (meta.json and Keras weights) becomes format 2, a format-2 one gets this code's LiteRT graph
+    (its descriptor network's export is kept as it is).
 
     The network and its weights are unchanged, so its predictions are too (within the export
-    tolerance): the version, which names them in the database, stays.
+    tolerance, checked): the version, which names them in the database, stays.
     """
+    from genretag.bundle import load_bundle
+
     meta = read_meta(src)
-    if meta.get("format") != 1:
-        raise BundleError(f"{src}: bundle format {meta.get('format')!r}, not 1")
-    try:
-        params = params_of(meta["features"])
-    except (TypeError, KeyError) as exc:
-        raise BundleError(f"{src}: feature parameters this code does not have ({exc})") from None
-    with zipfile.ZipFile(src) as zf:
-        bundle = Bundle.from_meta(meta, params, {KERAS_WEIGHTS: zf.read(KERAS_WEIGHTS)})
+    if meta.get("format") == 2:
+        bundle = load_bundle(src)
+    elif meta.get("format") == 1:
+        try:
+            params = params_of(meta["features"])
+        except (TypeError, KeyError) as exc:
+            raise BundleError(f"{src}: feature parameters this code does not have ({exc})") from None
+        with zipfile.ZipFile(src) as zf:
+            bundle = Bundle.from_meta(meta, params, {KERAS_WEIGHTS: zf.read(KERAS_WEIGHTS)})
+    else:
+        raise BundleError(f"{src}: bundle format {meta.get('format')!r}, not 1 or 2")
     return save(keras_model(bundle), bundle, dst)
 
 
@@ -114,7 +121,7 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
 @click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 def main(src: Path, dst: Path) -> None:
-    """Convert the format-1 bundle SRC to a format-2 bundle DST (LiteRT export added)."""
+    """Export the bundle SRC anew as DST (format 2, this code's LiteRT graph, the same version)."""
     try:
         path = convert(src, dst)
     except BundleError as exc:
