@@ -191,6 +191,45 @@ def test_upgrade_from_0001_backfills_the_current_prediction(db_url: str) -> None
         assert s.get(Track, 1).current_prediction_id == 11
 
 
+def test_upgrade_from_0004_keeps_the_rows_and_stores_a_long_runner_up(db_url: str) -> None:
+    """A database built by revision 0004, with rows, upgraded in place: the prediction and the track's
+    pointer survive (on SQLite the table is rebuilt), and a runner-up of a 100-character label now fits."""
+    import dataclasses
+
+    from alembic import command
+
+    from genretag.db.engine import create
+
+    engine = create(db_url)
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")
+    now = "2026-12-04 12:00:00+00:00"
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tracks (id, path, size, mtime, status, attempts, created_at, updated_at, "
+                          "current_prediction_id) VALUES (1, '/m/a.ogg', 1, 0.0, 'done', 1, :now, :now, 10)"), {"now": now})
+        conn.execute(text(
+            "INSERT INTO predictions (id, track_id, model_version, genre, confidence, mean_probability, probabilities, "
+            "votes, segments_used, segment_mode, created_at, vote_share, uncertain, runner_up) "
+            "VALUES (10, 1, 'v1', 'jazz', 0.4, 0.4, '{}', '{}', 10, 'spread', :now, 0.5, :yes, 'classical')"),
+            {"now": now, "yes": True})
+    assert current_revision(engine) == "0004"
+    engine.dispose()
+    engine = get_engine(db_url)  # first use migrates to head
+    assert current_revision(engine) == head_revision()
+    long_label = "progressive " * 8 + "rock"  # 100 characters
+    with session_scope(db_url) as s:
+        kept = s.get(Prediction, 10)
+        assert (kept.genre, kept.runner_up, kept.uncertain, s.get(Track, 1).current_prediction_id) == \
+            ("jazz", "classical", True, 10)
+        store.record_prediction(s, 1, dataclasses.replace(result_for("/m/a.ogg", "jazz", version="v2"),
+                                                          runner_up=long_label))
+    with session_scope(db_url) as s:
+        assert s.get(Prediction, s.get(Track, 1).current_prediction_id).runner_up == long_label
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 2
+
+
 def test_current_prediction_follows_the_last_upsert(db_url: str) -> None:
     track_id = add_track(db_url)
     with session_scope(db_url) as s:

@@ -28,7 +28,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _PG_MIGRATION_LOCK = 0x67656E7265  # pg_advisory_xact_lock key shared by every genretag process
 # The newest revision in migrations/versions (tests/test_db.py checks): a database stamped with it needs no
 # migration, and seeing that takes one SELECT instead of importing Alembic (a tenth of a second per command).
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 _engines: dict[tuple[int, str], Engine] = {}
 _lock = threading.Lock()

@@ -86,7 +86,7 @@ class Prediction(Base):
     confidence: Mapped[float] = mapped_column(Float)  # calibrated probability of ``genre`` (vote share before 0003)
     vote_share: Mapped[float | None] = mapped_column(Float)  # fraction of segments won by ``genre``
     uncertain: Mapped[bool | None] = mapped_column(Boolean)  # below min_confidence; None: not assessed
-    runner_up: Mapped[str | None] = mapped_column(String(64))  # second most probable genre
+    runner_up: Mapped[str | None] = mapped_column(String(128))  # second most probable genre (a label, as genre)
     mean_probability: Mapped[float] = mapped_column(Float)  # mean segment probability of ``genre``
     probabilities: Mapped[dict[str, Any]] = mapped_column(JSONDoc)  # genre -> mean probability
     votes: Mapped[dict[str, Any]] = mapped_column(JSONDoc)  # genre -> segments won
