@@ -12,7 +12,7 @@ compared with the all-segments vote of the same model (``segments="all"``):
 
 A ``vote_z`` of ``inf`` never stops early: every track uses K windows (the fixed-K vote).
 
-    python bench/agreement.py [--library /work/music-full] [--model cnn] [--windows 40] [--first 10] [--z 0.5 1 2 inf]
+    python bench/agreement.py [--library ../music-full] [--model cnn] [--windows 40] [--first 10] [--z 0.5 1 2 inf]
 """
 
 from __future__ import annotations

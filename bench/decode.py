@@ -1,8 +1,8 @@
 """The PyAV decoder against the one it replaced (bench/legacy_decode.py), on real audio, in one run each.
 
-    python bench/decode.py m4a     [--library /work/lib/full] [--tracks 20] [--cache DIR]
-    python bench/decode.py drift   [--library /work/lib/full] [--limit N]
-    python bench/decode.py staged  [--library /work/lib/full]
+    python bench/decode.py m4a     [--library ../music-full] [--tracks 20] [--cache DIR]
+    python bench/decode.py drift   [--library ../music-full] [--limit N]
+    python bench/decode.py staged  [--library ../music-full]
     python bench/decode.py gtzan   [--gtzan ../shared/gtzan]
 
 * ``m4a``: 20 long library tracks encoded to m4a with PyAV's AAC encoder (cached), then what the
@@ -271,7 +271,7 @@ def bench_gtzan(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("m4a", "drift", "staged", "gtzan"))
-    parser.add_argument("--library", type=Path, default=Path("/work/lib/full"))
+    parser.add_argument("--library", type=Path, default=REPO.parent / "music-full")
     parser.add_argument("--gtzan", type=Path, default=REPO.parent / "shared" / "gtzan")
     parser.add_argument("--tracks", type=int, default=20)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/genretag-bench-m4a"))

@@ -12,11 +12,11 @@ Three parts, run under ``nice -n 5``:
 * ``groups``: what each group adds, on the CSV alone: 5-fold CV (stratified by genre, seed 0) of a softmax
   regression (numpy, standardised columns, L2 1e-2) over the 710 rows of clips not on the test list, with all
   57 descriptor columns and with groups left out. A quick linear probe, not the descriptor network.
-* ``windows``: on long real tracks (``--library``, e.g. ``/work/lib/small``), the descriptors pooled over the
+* ``windows``: on long real tracks (``--library``, e.g. ``../music-small``), the descriptors pooled over the
   windows the staged vote plans (the first stage, and all ``windows``) against the full-track computation,
   in the same units.
 
-    .venv/bin/python bench/descriptors.py cost csv groups windows --library /work/lib/small
+    .venv/bin/python bench/descriptors.py cost csv groups windows --library ../music-small
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="+", choices=["cost", "csv", "groups", "windows"])
     parser.add_argument("--clips", type=int, default=0, help="clips per genre for cost and csv (0: all held)")
-    parser.add_argument("--library", type=Path, default=Path("/work/lib/small"))
+    parser.add_argument("--library", type=Path, default=REPO.parent / "music-small")
     args = parser.parse_args()
     per_genre = [sorted((SHARED / "gtzan" / g).glob("*.opus")) for g in GENRES]
     clips = [p for ps in per_genre for p in (ps[: args.clips] if args.clips else ps)]

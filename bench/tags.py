@@ -1,6 +1,6 @@
 """What the files' own tags cost: reading them on every classified file, and a tag write.
 
-    python bench/tags.py /work/lib/full            # read: every file; write: copies of the first 20
+    python bench/tags.py ../music-full             # read: every file; write: copies of the first 20
 
 Reading is compared with ``audio.probe`` (the header read every classification already does);
 a write is compared with a durable copy of the same file (copy, fsync, rename, fsync of the folder),

@@ -25,7 +25,7 @@ runs the memory check: one Celery worker process classifying 100 real tracks ten
 its RSS after each 100 classifications; then the same for the old product (Keras on TensorFlow,
 bench/baseline.py) over ``--baseline-scans`` rounds.
 
-    python bench/throughput.py [--library /work/music-full] [--limit N] [--modes naive direct ...]
+    python bench/throughput.py [--library ../music-full] [--limit N] [--modes naive direct ...]
                                [--model default cnn] [--memory]
 """
 
