@@ -233,7 +233,8 @@ def training_source(from_library_help: str) -> Callable[[Callable], Callable]:
 @training_source("Train on the library's own genre tags (tracks under ROOT..., or all) instead of GTZAN.")
 @click.option("--arch", default="seed", show_default=True, help="Architecture (genretag.training.networks.ARCHITECTURES), or several joined by '+' for an ensemble averaging their probabilities (e.g. seed+gap).")
 @click.option("--recipe", "recipe_name", type=click.Choice(["seed", "ours"]), default="seed", show_default=True, help="Training settings to start from (genretag.training.train.RECIPES); options below override them.")
-@click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds by track (test split untouched); saves no model.")
+@click.option("--folds", type=click.IntRange(2), help="Cross-validate with K folds (test split untouched); saves no model.")
+@click.option("--folds-by", type=click.Choice(["artist", "track"]), default="artist", show_default=True, help="CV folds hold out whole artist blocks of the fault-filtered lists (runs of one genre's clips on one list; by track without the lists), or single tracks (artists then shared across folds: optimistic). Also the CV that calibrates --arch musicnn.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Bundle to write [default: genretag-ARCH.genretag].")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="With --folds: write the CV summary JSON here.")
 @click.option("--epochs", type=click.IntRange(1), help="Maximum epochs (exact epochs with --no-early-stopping).")
@@ -256,7 +257,8 @@ def training_source(from_library_help: str) -> Callable[[Callable], Callable]:
 @click.pass_context
 def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_library: bool, mapped: bool,
           min_tracks: int, valid_fraction: float, arch: str, recipe_name: str, folds: int | None, out: Path | None,
-          report: Path | None, splits: Path | None, trials: int, head_c: float | None, **overrides: object) -> None:
+          report: Path | None, splits: Path | None, trials: int, head_c: float | None, folds_by: str,
+          **overrides: object) -> None:
     """Train a model on GTZAN (split by track), or cross-validate one with --folds.
 
     With --from-library, train on the genre tags of the library's tracks under ROOT... instead.
@@ -275,7 +277,8 @@ def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_li
     if arch == "dense":
         if data is None:
             raise click.UsageError("--arch dense trains on the descriptor table beside --data GTZAN_FOLDER")
-        return _search_dense(data, splits, folds or 5, trials, report, overrides["seed"] or 0, overrides["threads"])
+        return _search_dense(data, splits, folds or 5, trials, report, overrides["seed"] or 0, overrides["threads"],
+                             folds_by)
     try:
         members(arch)
     except BundleError as exc:
@@ -290,11 +293,11 @@ def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_li
         raise click.UsageError("give --data GTZAN_FOLDER, or --from-library [ROOT...]")
     if arch == "musicnn":
         return _train_pretrained(data, splits, settings_of(ctx), folds, out, report, head_c, config.threads,
-                                 overrides["early_stopping"] is True)
+                                 overrides["early_stopping"] is True, folds_by)
     dataset, tracks, excerpts = _training_data(data, splits, settings_of(ctx), config.excerpts)
     verbose = 1 if sys.stdout.isatty() else 2
     if folds:
-        summary = cross_validate(dataset, tracks, excerpts, config, folds, verbose, echo=click.echo)
+        summary = cross_validate(dataset, tracks, excerpts, config, folds, verbose, echo=click.echo, folds_by=folds_by)
         bal = summary["balanced_track_accuracy"]
         click.echo(f"{folds}-fold CV, {arch}: balanced track accuracy {bal['mean']:.3f} +- {bal['std']:.3f}, "
                    f"track accuracy {summary['track_accuracy']['mean']:.3f} +- {summary['track_accuracy']['std']:.3f}")
@@ -318,23 +321,27 @@ def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_li
 
 
 def _search_dense(data: Path, splits: Path | None, folds: int, trials: int, report: Path | None, seed: int,
-                  threads: int) -> None:
+                  threads: int, folds_by: str) -> None:
     """The descriptor network's random search, printed as a table and written to ``report``."""
     from genretag.training.descriptors import TableError, search, split_tables
     from genretag.training.networks import configure_tensorflow
+    from genretag.training.splits import artist_blocks
 
     configure_tensorflow(threads)
     try:
-        rows, _, _, how = split_tables(data, splits)
+        rows, _, sides, how = split_tables(data, splits)
     except TableError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"descriptor network: {len(rows.track_ids)} train+valid rows ({how}), {folds}-fold CV by track", err=True)
+    blocks = artist_blocks(sides) if folds_by == "artist" else None
+    click.echo(f"descriptor network: {len(rows.track_ids)} train+valid rows ({how}), {folds}-fold CV by {folds_by}",
+               err=True)
     def keep(summary: dict) -> None:
         if report:
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_text(json.dumps(summary, indent=1) + "\n")
 
-    result = search(rows, trials, folds, seed, echo=lambda line: click.echo(line, err=True), progress=keep)
+    result = search(rows, trials, folds, seed, echo=lambda line: click.echo(line, err=True), progress=keep,
+                    blocks=blocks)
     best = result["trials"][result["best"]]
     click.echo(f"best: {best['config']}: balanced track accuracy {best['balanced_track_accuracy']['mean']:.3f} +- "
                f"{best['balanced_track_accuracy']['std']:.3f}, track accuracy {best['track_accuracy']['mean']:.3f}")
@@ -361,12 +368,15 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
     whose fusion is chosen on the other folds), the bundle keeps the CNN alone, calibrated.
     """
     require_tensorflow()
+    import numpy as np
+
     from genretag.bundle import load_bundle
     from genretag.fusion import Fusion
     from genretag.training.networks import configure_tensorflow
     from genretag.training.calibrate import WEIGHTS, calibration_report
     from genretag.training.descriptors import DenseConfig, TableError, split_tables
     from genretag.training.fuse import cv_table, descriptor_held_out, fused_bundle, joined, write_calibration
+    from genretag.training.splits import artist_blocks
 
     configure_tensorflow(threads)
     try:
@@ -379,7 +389,8 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
     if cnn.descriptor is not None:
         raise click.ClickException(f"{cnn_model} already holds a descriptor network ({cnn.version}): "
                                    "fuse the bundle of its network alone")
-    held_out = json.loads(cnn_cv.read_text()).get("out_of_fold")
+    cnn_report = json.loads(cnn_cv.read_text())
+    held_out = cnn_report.get("out_of_fold")
     if held_out is None or tuple(held_out["labels"]) != cnn.labels:
         raise click.ClickException(f"{cnn_cv}: no out-of-fold track probabilities of this model's labels; "
                                    "rerun the CV with this code")
@@ -389,10 +400,11 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
         raise click.ClickException(f"{cnn_cv}: holds test tracks ({', '.join(on_test[:3])}, ...): "
                                    "the test split chooses nothing")
     left_out = frozenset(t for t, side in sides.items() if side == held_out_side) if held_out_side else frozenset()
+    blocks = artist_blocks(sides) if cnn_report.get("folds_by") == "artist" else None
     config = DenseConfig(**{**best["config"], "layers": tuple(best["config"]["layers"])})
-    descriptor = descriptor_held_out(rows, folds, config, left_out)
+    descriptor = descriptor_held_out(rows, folds, config, left_out, blocks)
     oof = joined({r["track_id"]: r["probabilities"] for r in held_out["tracks"]}, descriptor)
-    table = cv_table(oof)
+    table = cv_table(oof, blocks=blocks)
     helps = all(table["fused"][k]["mean"] > table["cnn"][k]["mean"] for k in ("track_accuracy", "balanced_track_accuracy"))
     if not helps and always_fuse:
         click.echo("the fused model is not better than the CNN alone on held-out tracks; fused anyway (--always-fuse)")
@@ -400,10 +412,12 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
     elif not helps:
         click.echo("the fused model is not better than the CNN alone on held-out tracks (track and balanced "
                    "accuracy): the bundle keeps the CNN alone, calibrated")
-    report = calibration_report(oof.cnn, oof.descriptor, oof.y, cnn.labels, WEIGHTS if helps else (1.0,))
+    report = calibration_report(oof.cnn, oof.descriptor, oof.y, cnn.labels, WEIGHTS if helps else (1.0,),
+                                np.array([folds[t] for t in oof.track_ids]) if blocks else None)
     fusion = report["fusion"]
     chosen = Fusion(**fusion)
     evidence = {"out_of_fold_tracks": len(oof.y), "fusion": fusion, "cnn_cv": str(cnn_cv), "split": how,
+                "folds_by": cnn_report.get("folds_by", "track"),
                 "fused": report["fused"], "threshold": report["threshold"],
                 "cv": {k: {m: table[k][m] for m in ("track_accuracy", "balanced_track_accuracy", "nll")}
                        for k in ("cnn", "descriptor", "fused")}}
@@ -418,7 +432,8 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
                    f"+- {t['track_accuracy']['std']:.3f}, NLL {t['nll']['mean']:.3f}")
     f = report["fused"]
     click.echo(f"  calibration: NLL {f['before']['nll']:.3f} -> {f['after']['nll']:.3f}, ECE {f['before']['ece']:.3f} -> "
-               f"{f['after']['ece']:.3f} (temperature fitted on other folds: ECE {f['after_cross_fitted']['ece']:.3f})")
+               f"{f['after']['ece']:.3f} (temperature fitted on other folds: ECE {f['after_cross_fitted']['ece']:.3f}; a "
+               f"calibrated model would show {f['after_cross_fitted']['ece_if_calibrated']['median']:.3f} on as many tracks)")
     d = report["threshold"]
     click.echo(f"  GENRETAG_MIN_CONFIDENCE {d['threshold']:.2f}: precision {d['precision']:.3f}, coverage {d['coverage']:.3f}")
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB), version {bundle.version}")
@@ -427,7 +442,7 @@ def fuse(cnn_model: Path, data: Path, cnn_cv: Path, search_report: Path, out: Pa
         click.echo(f"wrote {written[0]} and {written[1]}")
 
 def _train_pretrained(data: Path, splits: Path | None, settings: Settings, folds: int | None, out: Path | None,
-                      report: Path | None, head_c: float | None, threads: int, train_only: bool) -> None:
+                      report: Path | None, head_c: float | None, threads: int, train_only: bool, folds_by: str) -> None:
     """``train --arch musicnn``: backbone features of every clip (cached), then CV of the head or the bundle.
 
     ``train_only`` (``--early-stopping``) keeps the whole valid side out, CV and head alike, so that
@@ -449,10 +464,11 @@ def _train_pretrained(data: Path, splits: Path | None, settings: Settings, folds
         loaded = pretrained.backbone_features(bar, settings.cache_dir)
     tracks, excerpts = [t for t in loaded if not t.clip.excerpt], [t for t in loaded if t.clip.excerpt]
     if folds:
-        summary = pretrained.cross_validate_grid(dataset, tracks, excerpts, folds, echo=click.echo)
+        summary = pretrained.cross_validate_grid(dataset, tracks, excerpts, folds, echo=click.echo, folds_by=folds_by)
         click.echo(f"best C {summary['best_C']:g}")
     else:
-        trained = pretrained.train(dataset, tracks, excerpts, head_c or pretrained.HEAD_C, echo=click.echo)
+        trained = pretrained.train(dataset, tracks, excerpts, head_c or pretrained.HEAD_C, echo=click.echo,
+                                   folds_by=folds_by)
         summary = trained.cv
         bundle = pretrained.bundle_of(trained)
         path = export.save(trained.model, bundle, out or Path("genretag-musicnn.genretag"))

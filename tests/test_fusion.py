@@ -29,6 +29,11 @@ def test_temperature_scaling_lowers_nll_and_ece_of_an_overconfident_model() -> N
     np.testing.assert_array_equal(after.argmax(1), probs.argmax(1))  # a temperature never changes the genre
     held = calibrate.cross_fitted(np.log(probs), y)
     assert calibrate.nll(held, y) < calibrate.nll(probs, y) - 0.1
+    folds = np.arange(len(y)) % 5 + 1  # the CV's own folds keep the same promise
+    assert calibrate.nll(calibrate.cross_fitted(np.log(probs), y, fold_of=folds), y) < calibrate.nll(probs, y) - 0.1
+    floor = calibrate.ece_if_calibrated(after[:300])  # 300 tracks: even a calibrated model shows some ECE
+    assert 0.01 < floor["median"] < floor["p95"] < calibrate.ece(probs, y)
+    assert calibrate.ece_if_calibrated(softmax(np.log(probs[:300]) / 3))["median"] == pytest.approx(floor["median"], abs=0.02)
 
 
 def test_fusion_rules_weights_and_rows_summing_to_one() -> None:

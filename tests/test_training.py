@@ -138,6 +138,69 @@ def test_no_track_is_on_two_sides() -> None:
     assert sorted(held) == sorted(ids)  # each track held out exactly once
 
 
+def test_artist_blocks_are_runs_of_one_genre_on_one_list(gtzan_dir) -> None:
+    """On the real fault-filtered lists: a block is consecutive listed clips of one genre on one side,
+    a new block starts wherever the side changes, and a clip left off the lists does not cut a run."""
+    from genretag.training.splits import artist_blocks
+
+    sides = read_split_lists(gtzan_dir / "splits")
+    blocks = artist_blocks(sides)
+    assert set(blocks) == set(sides)
+    members: dict[str, list[str]] = {}
+    for clip, block in blocks.items():
+        members.setdefault(block, []).append(clip)
+    for block, clips in members.items():
+        genre, side, first = block.split(":")
+        assert {c.split(".")[0] for c in clips} == {genre} and {sides[c] for c in clips} == {side}
+        assert min(clips) == f"{genre}.{first}"
+    listed = sorted(sides)
+    for before, after in zip(listed, listed[1:]):  # neighbours on the lists share a block iff genre and side agree
+        same = before.split(".")[0] == after.split(".")[0] and sides[before] == sides[after]
+        assert (blocks[before] == blocks[after]) == same
+    assert blocks["blues.00000"] == blocks["blues.00011"] != blocks["blues.00012"]  # valid 00-11, test 12-28
+    assert len({b for c, b in blocks.items() if sides[c] != "test"}) == 97
+
+
+def test_folds_by_artist_hold_whole_blocks_out_excerpts_included(gtzan_dir) -> None:
+    """Every block is held out by exactly one fold, whole: its tracks and the excerpts of its missing clips,
+    which therefore never train beside their artist's held-out tracks."""
+    from genretag.training.datasets import discover
+    from genretag.training.splits import artist_blocks, fold_excerpts
+
+    dataset = discover(gtzan_dir)
+    sides = read_split_lists(gtzan_dir / "splits")
+    blocks = artist_blocks(sides)
+    pool = [c for c in dataset.clips if sides.get(c.track_id) in ("train", "valid")]
+    excerpts = [TrackFeatures(c, np.zeros((1, 1, 1)), np.zeros((0, 1, 1))) for c in dataset.excerpts
+                if sides.get(c.track_id) in ("train", "valid")]
+    folds = kfold_sides([c.track_id for c in pool], [c.genre for c in pool], 5, 0, blocks)
+    held_tracks = [c.track_id for f in folds for c in pool if f[c.track_id] == "valid"]
+    assert sorted(held_tracks) == sorted(c.track_id for c in pool)  # each track held out once
+    for fold in folds:
+        held_blocks = {blocks[c.track_id] for c in pool if fold[c.track_id] == "valid"}
+        trained_blocks = {blocks[c.track_id] for c in pool if fold[c.track_id] == "train"}
+        assert held_blocks and not held_blocks & trained_blocks
+        trained = fold_excerpts(excerpts, fold)
+        assert trained and not {blocks[e.clip.track_id] for e in trained} & held_blocks
+        assert len(trained) < len(excerpts)  # some excerpts sit in held-out blocks: the test can tell
+    genres_held = [{c.genre for c in pool if f[c.track_id] == "valid"} for f in folds]
+    assert all(len(g) >= 5 for g in genres_held)  # stratified: each fold holds out most genres
+
+
+def test_descriptor_search_cross_validates_by_artist_on_the_real_table(gtzan_dir, tmp_path: Path) -> None:
+    """``train --arch dense`` on the real table and lists: folds hold artist blocks out, and every train+valid
+    row gets an out-of-fold prediction (one small trial, so it stays quick)."""
+    report = tmp_path / "search.json"
+    result = CliRunner().invoke(cli, ["train", "--arch", "dense", "--data", str(gtzan_dir), "--folds", "3",
+                                      "--trials", "1", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(report.read_text())
+    (trial,) = summary["trials"]
+    assert summary["folds_by"] == trial["folds_by"] == "artist" and summary["rows"] == 640
+    assert len(trial["oof"]) == 640 and all(abs(sum(p) - 1) < 1e-4 for p in trial["oof"].values())
+    assert 0.2 < trial["balanced_track_accuracy"]["mean"] < 0.75  # new artists: far below the same-artist 0.8
+
+
 # --- augmentation --------------------------------------------------------------------------------
 
 
@@ -205,6 +268,7 @@ def test_cross_validation_reports_every_fold(synthetic_gtzan: Path, training_cac
     assert result.exit_code == 0, result.output
     summary = json.loads(report.read_text())
     assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
+    assert summary["folds_by"] == "track" and "by track" in summary["split"]  # no lists here: no artist blocks
     assert summary["settings"]["shifted"] is True
     # An ensemble's CV reports each member alone, on the same folds.
     assert [m["architecture"] for m in summary["members"]] == ["seed", "gap"]

@@ -148,14 +148,16 @@ def fit_dense(table: DescriptorTable, config: DenseConfig, labels: Sequence[str]
 
 
 def cross_validate_dense(
-    table: DescriptorTable, config: DenseConfig, folds: int, seed: int = 0, labels: Sequence[str] = GENRES
+    table: DescriptorTable, config: DenseConfig, folds: int, seed: int = 0, labels: Sequence[str] = GENRES,
+    blocks: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """K-fold CV by track (stratified by genre): per-fold figures and every row's out-of-fold probabilities."""
+    """K-fold CV stratified by genre, by track or (``blocks``) holding whole artist blocks out: per-fold
+    figures and every row's out-of-fold probabilities."""
     from genretag.training.splits import kfold_sides
 
     oof = np.zeros((len(table.track_ids), len(labels)))
     per_fold = []
-    for k, sides in enumerate(kfold_sides(table.track_ids, table.genres, folds, seed), 1):
+    for k, sides in enumerate(kfold_sides(table.track_ids, table.genres, folds, seed, blocks), 1):
         train_ids = [t for t in table.track_ids if sides[t] == "train"]
         held_ids = [t for t in table.track_ids if sides[t] == "valid"]
         net = fit_dense(table.rows(train_ids), config.replace(seed=config.seed + k), labels)
@@ -167,6 +169,7 @@ def cross_validate_dense(
     return {
         "config": config.to_dict(),
         "folds": folds,
+        "folds_by": "track" if blocks is None else "artist",
         **{key: stat([f[key] for f in per_fold]) for key in ("track_accuracy", "balanced_track_accuracy", "nll")},
         "per_genre_recall": {g: stat([f["recall"][g] for f in per_fold if f["support"][g]]) for g in labels},
         "per_fold": per_fold,
@@ -214,7 +217,7 @@ def draw(rng: np.random.Generator, base: DenseConfig) -> DenseConfig:
 
 def search(
     table: DescriptorTable, trials: int, folds: int, seed: int = 0, base: DenseConfig = DenseConfig(), echo=print,
-    progress=lambda summary: None,
+    progress=lambda summary: None, blocks: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Random search: the seed's settings first, then ``trials - 1`` random draws, each cross-validated.
 
@@ -228,7 +231,7 @@ def search(
     results: list[dict[str, Any]] = []
     for i, config in enumerate(candidates, 1):
         started = time.monotonic()
-        r = cross_validate_dense(table, config, folds, seed)
+        r = cross_validate_dense(table, config, folds, seed, blocks=blocks)
         r["seconds"] = round(time.monotonic() - started, 1)
         echo(f"trial {i}/{len(candidates)}: {config.to_dict()} -> balanced {r['balanced_track_accuracy']['mean']:.3f}"
              f" +- {r['balanced_track_accuracy']['std']:.3f}, nll {r['nll']['mean']:.3f} ({r['seconds']} s)")
@@ -236,6 +239,7 @@ def search(
         order = sorted(range(len(results)), key=lambda j: (results[j]["nll"]["mean"],
                                                            -results[j]["balanced_track_accuracy"]["mean"]))
         summary = {"rows": len(table.track_ids), "columns": list(table.columns), "folds": folds, "seed": seed,
+                   "folds_by": "track" if blocks is None else "artist",
                    "best": order[0], "ranking": order, "trials": results}
         progress(summary)
     return summary

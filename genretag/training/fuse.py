@@ -45,23 +45,31 @@ def joined(cnn_oof: dict[str, Sequence[float]], descriptor_oof: dict[str, Sequen
 
 
 def descriptor_held_out(table: DescriptorTable, folds: dict[str, int], config: DenseConfig,
-                        left_out: frozenset[str] = frozenset()) -> dict[str, list[float]]:
+                        left_out: frozenset[str] = frozenset(), blocks: dict[str, str] | None = None
+                        ) -> dict[str, list[float]]:
     """The descriptor network's predictions for the CNN's held-out tracks, fold by fold, under the same terms.
 
     For fold ``k`` it trains on the table's rows except that fold's tracks and ``left_out`` (e.g. every
-    row of the valid list when the CNN was trained on the train list only: the same artists stay out).
+    row of the valid list when the CNN was trained on the train list only: the same artists stay out),
+    and, for a CNN cross-validated by artist (``blocks``), every row of the fold's artist blocks: the
+    table has rows of the blocks' other clips, whose audio is missing.
     """
     out: dict[str, list[float]] = {}
+    blocks = blocks or {}
     for k in sorted(set(folds.values())):
         held = [t for t, f in folds.items() if f == k and t in set(table.track_ids)]
-        train = [t for t in table.track_ids if folds.get(t) != k and t not in left_out]
+        held_blocks = {blocks[t] for t, f in folds.items() if f == k and t in blocks}
+        train = [t for t in table.track_ids if folds.get(t) != k and t not in left_out
+                 and blocks.get(t) not in held_blocks]
         net = fit_dense(table.rows(train), config.replace(seed=config.seed + k))
         out.update({t: p.tolist() for t, p in zip(held, net.predict(table.rows(held).x))})
     return out
 
 
-def cv_table(oof: OutOfFold, folds: int = 5, seed: int = 0, labels: Sequence[str] = GENRES) -> dict[str, Any]:
-    """CNN, descriptor network and fused model over the same stratified folds of the out-of-fold tracks.
+def cv_table(oof: OutOfFold, folds: int = 5, seed: int = 0, labels: Sequence[str] = GENRES,
+             blocks: dict[str, str] | None = None) -> dict[str, Any]:
+    """CNN, descriptor network and fused model over the same stratified folds of the out-of-fold tracks
+    (holding whole artist blocks out with ``blocks``).
 
     Each fold's fusion rule, weight and temperature are chosen on the other folds only, so the
     fused figures are not flattered by the choice. Mean and std over folds, per-genre recall too.
@@ -70,7 +78,7 @@ def cv_table(oof: OutOfFold, folds: int = 5, seed: int = 0, labels: Sequence[str
 
     genres = [labels[i] for i in oof.y]
     rows: dict[str, list[dict[str, Any]]] = {"cnn": [], "descriptor": [], "fused": []}
-    for sides in kfold_sides(oof.track_ids, genres, folds, seed):
+    for sides in kfold_sides(oof.track_ids, genres, folds, seed, blocks):
         held = np.array([sides[t] == "valid" for t in oof.track_ids])
         fusion, _ = calibrate.choose_fusion(oof.cnn[~held], oof.descriptor[~held], oof.y[~held])
         y = oof.y[held]

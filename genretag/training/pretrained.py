@@ -25,6 +25,8 @@ import numpy as np
 from genretag import audio, features
 from genretag.bundle import GENRES, Bundle
 from genretag.features import MUSICNN
+from genretag.fusion import softmax
+from genretag.training.calibrate import ece, nll
 from genretag.training.datasets import Clip, TrackFeatures
 from genretag.training.musicnn import LICENCE, POOLED, WEIGHTS
 from genretag.training.train import VERSION_PREFIX
@@ -51,11 +53,6 @@ class Head:
 
     def probabilities(self, pooled: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         return softmax(self.logits(pooled) / temperature)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 # --- frozen backbone features, cached ------------------------------------------------------------
@@ -120,19 +117,6 @@ def voted(logits: Sequence[np.ndarray], temperature: float = 1.0) -> np.ndarray:
     return np.stack([softmax(z / temperature).mean(axis=0) for z in logits])
 
 
-def nll(track_probs: np.ndarray, truth: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true genres."""
-    return float(-np.mean(np.log(np.clip(track_probs[np.arange(len(truth)), truth], 1e-12, 1))))
-
-
-def ece(track_probs: np.ndarray, truth: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error of the top genre's probability, ``bins`` equal-width bins."""
-    confidence, hit = track_probs.max(axis=1), track_probs.argmax(axis=1) == truth
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    return float(sum(abs(hit[which == b].mean() - confidence[which == b].mean()) * np.mean(which == b)
-                     for b in range(bins) if np.any(which == b)))
-
-
 def fit_temperature(logits: Sequence[np.ndarray], truth: np.ndarray) -> float:
     """The temperature of the patch logits that minimises the NLL of the tracks' votes.
 
@@ -149,16 +133,6 @@ def fit_temperature(logits: Sequence[np.ndarray], truth: np.ndarray) -> float:
 # --- choosing on CV by track, never on test ----------------------------------------------------------
 
 
-def cv_pool(dataset, tracks: Sequence[TrackFeatures], excerpts: Sequence[TrackFeatures]):
-    """What CV uses, as ``train --folds`` does for the MFCC CNN: every track not on the test side, and the
-    excerpts of clips not on it; with the split's description."""
-    from genretag.training.splits import dataset_sides
-
-    sides, how = dataset_sides(dataset)
-    pool = [t for t in tracks if sides.get(t.clip.track_id) != "test"]
-    return pool, [e for e in excerpts if sides.get(e.clip.track_id) != "test"], how
-
-
 def final_training_set(dataset, tracks: Sequence[TrackFeatures], excerpts: Sequence[TrackFeatures]):
     """What the shipped head trains on, as ``train --no-early-stopping`` does: the train and valid tracks and,
     with the fault-filtered lists, only the excerpts they put there (a clip they leave out may repeat a test clip)."""
@@ -170,24 +144,24 @@ def final_training_set(dataset, tracks: Sequence[TrackFeatures], excerpts: Seque
     return by_side(tracks, usable, sides)["train"]
 
 
-def cross_validate(
-    pool: Sequence[TrackFeatures], excerpts: Sequence[TrackFeatures], C: float, folds: int = 5, seed: int = 0,
-    labels: Sequence[str] = GENRES,
-) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """K-fold CV by track: each fold's track metrics, every pool track's out-of-fold patch logits and its fold (1..K).
+def cross_validate(plan, C: float, folds: int = 5, seed: int = 0, labels: Sequence[str] = GENRES
+                   ) -> tuple[list[dict[str, Any]], list[np.ndarray], list[int]]:
+    """K-fold CV of ``plan`` (:func:`genretag.training.splits.cv_plan`): each fold's track metrics, every pool
+    track's out-of-fold patch logits and its fold (1..K).
 
-    Excerpts train in every fold (their clips are never in the pool); the held-out tracks never train.
+    The held-out tracks never train, nor (folds by artist) the excerpts of their blocks.
     """
     from genretag.training.evaluate import track_metrics
-    from genretag.training.splits import kfold_sides
+    from genretag.training.splits import fold_excerpts
 
-    ids = [t.clip.track_id for t in pool]
+    pool = plan.pool
     oof: list[np.ndarray] = [np.zeros(0)] * len(pool)
     fold_of = [0] * len(pool)
     results = []
-    for k, fold in enumerate(kfold_sides(ids, [t.clip.genre for t in pool], folds, seed), 1):
-        held = [i for i, t in enumerate(ids) if fold[t] == "valid"]
-        head = fit_head([t for t in pool if fold[t.clip.track_id] == "train"] + list(excerpts), C, labels)
+    for k, fold in enumerate(plan.folds(folds, seed), 1):
+        held = [i for i, t in enumerate(pool) if fold[t.clip.track_id] == "valid"]
+        head = fit_head([t for t in pool if fold[t.clip.track_id] == "train"] + fold_excerpts(plan.excerpts, fold),
+                        C, labels)
         logits = [head.logits(pool[i].maps) for i in held]
         for i, z in zip(held, logits):
             oof[i], fold_of[i] = z, k
@@ -211,18 +185,21 @@ def summarise(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def cross_validate_grid(dataset, tracks: Sequence[TrackFeatures], excerpts: Sequence[TrackFeatures], folds: int = 5,
-                        grid: Sequence[float] = C_GRID, echo=print, labels: Sequence[str] = GENRES) -> dict[str, Any]:
-    """K-fold CV by track of the head at each C of ``grid`` (``train --folds``); the report names the best."""
-    pool, cv_excerpts, how = cv_pool(dataset, tracks, excerpts)
+                        grid: Sequence[float] = C_GRID, echo=print, labels: Sequence[str] = GENRES,
+                        folds_by: str = "artist") -> dict[str, Any]:
+    """K-fold CV of the head at each C of ``grid`` (``train --folds``); the report names the best."""
+    from genretag.training.splits import cv_plan
+
+    plan = cv_plan(dataset, tracks, excerpts, folds, folds_by)
     by_c = {}
     for C in grid:
-        by_c[C] = summarise(cross_validate(pool, cv_excerpts, C, folds, labels=labels)[0])
+        by_c[C] = summarise(cross_validate(plan, C, folds, labels=labels)[0])
         bal, acc = by_c[C]["balanced_track_accuracy"], by_c[C]["track_accuracy"]
         echo(f"C {C:g}: {folds}-fold CV balanced track accuracy {bal['mean']:.3f} +- {bal['std']:.3f}, "
              f"track accuracy {acc['mean']:.3f} +- {acc['std']:.3f}")
     best = max(grid, key=lambda c: by_c[c]["balanced_track_accuracy"]["mean"])
-    return {"split": f"stratified {folds}-fold by track over clips not on the test side ({how})", "folds": folds,
-            "tracks": len(pool), "excerpts": len(cv_excerpts), "best_C": best, "by_C": {f"{c:g}": by_c[c] for c in grid}}
+    return {"split": plan.split, "folds_by": plan.folds_by, "folds": folds, "tracks": len(plan.pool),
+            "excerpts": len(plan.excerpts), "best_C": best, "by_C": {f"{c:g}": by_c[c] for c in grid}}
 
 
 @dataclass
@@ -236,35 +213,53 @@ class Trained:
     data: dict[str, Any]
 
 
+def cross_fitted_votes(logits: Sequence[np.ndarray], truth: np.ndarray, fold_of: Sequence[int]) -> np.ndarray:
+    """Each track's vote at the temperature fitted on the other folds' tracks only: the honest one to
+    score calibration on (the temperature fitted on all of them flatters its own tracks)."""
+    folds = np.asarray(fold_of)
+    out = np.zeros((len(logits), len(logits[0][0]) if len(logits) else 0))
+    for k in np.unique(folds):
+        rest = np.flatnonzero(folds != k)
+        temperature = fit_temperature([logits[i] for i in rest], truth[rest])
+        for i in np.flatnonzero(folds == k):
+            out[i] = softmax(logits[i] / temperature).mean(axis=0)
+    return out
+
+
 def train(dataset, tracks: Sequence[TrackFeatures], excerpts: Sequence[TrackFeatures], C: float = HEAD_C,
-          folds: int = 5, echo=print, labels: Sequence[str] = GENRES) -> Trained:
+          folds: int = 5, echo=print, labels: Sequence[str] = GENRES, folds_by: str = "artist") -> Trained:
     """Fit the temperature on K-fold CV's out-of-fold tracks at ``C``, then the head on train+valid (never test),
     and join it to the backbone."""
     from genretag.training.evaluate import held_out_votes
+    from genretag.training.splits import cv_plan, dataset_sides
     from genretag.training.train import data_summary
 
-    pool, cv_excerpts, how = cv_pool(dataset, tracks, excerpts)
-    truth = np.array([labels.index(t.clip.genre) for t in pool])
-    results, oof, fold_of = cross_validate(pool, cv_excerpts, C, folds, labels=labels)
+    plan = cv_plan(dataset, tracks, excerpts, folds, folds_by)
+    truth = np.array([labels.index(t.clip.genre) for t in plan.pool])
+    results, oof, fold_of = cross_validate(plan, C, folds, labels=labels)
     temperature = fit_temperature(oof, truth)
-    raw, calibrated = voted(oof), voted(oof, temperature)
+    raw, calibrated, honest = voted(oof), voted(oof, temperature), cross_fitted_votes(oof, truth, fold_of)
     calibration = {
-        "method": "temperature", "temperature": round(temperature, 4), "fitted_on": f"{len(pool)} out-of-fold tracks",
+        "method": "temperature", "temperature": round(temperature, 4),
+        "fitted_on": f"{len(plan.pool)} out-of-fold tracks ({plan.folds_by} folds)",
         "applied": "to the head's logits, inside the network",
-        "nll": {"before": round(nll(raw, truth), 4), "after": round(nll(calibrated, truth), 4)},
-        "ece": {"before": round(ece(raw, truth), 4), "after": round(ece(calibrated, truth), 4)},
+        "nll": {"before": round(nll(raw, truth), 4), "after": round(nll(calibrated, truth), 4),
+                "after_cross_fitted": round(nll(honest, truth), 4)},
+        "ece": {"before": round(ece(raw, truth), 4), "after": round(ece(calibrated, truth), 4),
+                "after_cross_fitted": round(ece(honest, truth), 4)},
     }
     summary = summarise(results)
-    echo(f"C {C:g}: {folds}-fold CV balanced track accuracy {summary['balanced_track_accuracy']['mean']:.3f}; "
-         f"temperature {temperature:.3f}: out-of-fold NLL {calibration['nll']['before']:.3f} -> "
-         f"{calibration['nll']['after']:.3f}, ECE {calibration['ece']['before']:.3f} -> {calibration['ece']['after']:.3f}")
+    echo(f"C {C:g}: {folds}-fold CV ({plan.folds_by}) balanced track accuracy "
+         f"{summary['balanced_track_accuracy']['mean']:.3f}; temperature {temperature:.3f}: out-of-fold NLL "
+         f"{calibration['nll']['before']:.3f} -> {calibration['nll']['after']:.3f}, ECE {calibration['ece']['before']:.3f} "
+         f"-> {calibration['ece']['after']:.3f} (cross-fitted {calibration['ece']['after_cross_fitted']:.3f})")
     train_set = final_training_set(dataset, tracks, excerpts)
     head = fit_head(train_set, C, labels)
-    cv = {"split": f"stratified {folds}-fold by track over clips not on the test side ({how})", "C": C,
-          **summary, "calibration": calibration,
-          "out_of_fold": held_out_votes(pool, [softmax(z / temperature) for z in oof], labels,
-                                        f"{folds}-fold CV by track", fold_of)}
-    return Trained(network(head, temperature), head, temperature, cv, {"train": data_summary(train_set), "split": how})
+    cv = {"split": plan.split, "folds_by": plan.folds_by, "C": C, **summary, "calibration": calibration,
+          "out_of_fold": held_out_votes(plan.pool, [softmax(z / temperature) for z in oof], labels,
+                                        f"{folds}-fold CV, {plan.folds_by} folds", fold_of)}
+    return Trained(network(head, temperature), head, temperature, cv,
+                   {"train": data_summary(train_set), "split": dataset_sides(dataset)[1]})
 
 
 def bundle_of(trained: Trained, labels: Sequence[str] = GENRES) -> Bundle:

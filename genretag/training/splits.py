@@ -2,13 +2,16 @@
 
 Sides come from the fault-filtered lists (``splits/{train,valid,test}_filtered.txt``, entries like
 ``blues/blues.00012.wav``, matched by clip name) when present, otherwise from a split stratified by
-genre. Cross-validation folds are stratified by genre too. Excerpts follow their clip's side by
-name; they only ever train, so an excerpt whose clip sits on an evaluation side is left out.
+genre. Cross-validation folds are stratified by genre too, and with the lists they hold whole artist
+blocks out (:func:`artist_blocks`), so that CV, like the lists, scores artists training never heard.
+Excerpts follow their clip's side by name; they only ever train, so an excerpt whose clip sits on an
+evaluation side (or in a held-out block) is left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,23 @@ def read_split_lists(splits_dir: Path) -> dict[str, str]:
             if line.strip():
                 sides[Path(line.strip()).stem] = side
     return sides
+
+
+def artist_blocks(sides: dict[str, str]) -> dict[str, str]:
+    """Clip name to its artist block: a run of consecutive listed clips of one genre on one side.
+
+    The lists keep each artist on one side, and GTZAN numbers an artist's clips consecutively, so such
+    a run never splits an artist (it may hold several). Clips on no list are skipped in the ordering
+    (a fault left out does not cut a run) and get no block. Blocks are named ``genre:side:first``.
+    """
+    blocks: dict[str, str] = {}
+    run: tuple[tuple[str, str], str] | None = None
+    for clip in sorted(sides):  # "blues.00012": by genre, then by number
+        genre, side = clip.split(".")[0], sides[clip]
+        if run is None or run[0] != (genre, side):
+            run = ((genre, side), f"{genre}:{side}:{clip.split('.')[-1]}")
+        blocks[clip] = run[1]
+    return blocks
 
 
 def stratified_sides(
@@ -71,18 +91,72 @@ def dataset_sides(dataset: Dataset, seed: int = 0) -> tuple[dict[str, str], str]
     return stratified_sides(ids, genres, {"valid": 0.15, "test": 0.15}, seed), "stratified by genre (70/15/15)"
 
 
-def kfold_sides(track_ids: Sequence[str], genres: Sequence[str], k: int, seed: int) -> list[dict[str, str]]:
-    """K stratified folds by track: for each fold, clip name to ``train`` or ``valid`` (the held-out fold)."""
-    from sklearn.model_selection import StratifiedKFold
+def kfold_sides(track_ids: Sequence[str], genres: Sequence[str], k: int, seed: int,
+                blocks: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """K folds stratified by genre: for each, clip name to ``train`` or ``valid`` (the held-out fold).
 
-    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    Without ``blocks``, folds by track. With them (:func:`artist_blocks`), a fold holds whole blocks
+    out: every clip of a held-out block is ``valid``, not only ``track_ids``, so its excerpts do not
+    train either. Every track and excerpt used must then have a block (be on the lists).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     ids = np.asarray(track_ids)
+    if blocks is None:
+        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(ids, np.asarray(genres))
+    else:
+        groups = np.asarray([blocks[t] for t in ids])
+        splits = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(ids, np.asarray(genres), groups)
     out = []
-    for train_idx, held_idx in folds.split(ids, np.asarray(genres)):
-        sides = {t: "train" for t in ids[train_idx]}
-        sides.update({t: "valid" for t in ids[held_idx]})
+    for train_idx, held_idx in splits:
+        if blocks is None:
+            sides = {t: "train" for t in ids[train_idx]}
+            sides.update({t: "valid" for t in ids[held_idx]})
+        else:
+            training = {blocks[t] for t in ids[train_idx]}
+            sides = {t: "train" if block in training else "valid" for t, block in blocks.items()}
         out.append(sides)
     return out
+
+
+@dataclass(frozen=True)
+class CvPlan:
+    """What K-fold CV runs on: the pool of tracks, the excerpts that may train, the blocks held out whole."""
+
+    pool: list[TrackFeatures]
+    excerpts: list[TrackFeatures]
+    blocks: dict[str, str] | None  # None: folds by track
+    split: str  # how, for the report
+
+    @property
+    def folds_by(self) -> str:
+        return "track" if self.blocks is None else "artist"
+
+    def folds(self, k: int, seed: int) -> list[dict[str, str]]:
+        ids = [t.clip.track_id for t in self.pool]
+        return kfold_sides(ids, [t.clip.genre for t in self.pool], k, seed, self.blocks)
+
+
+def cv_plan(dataset: Dataset, tracks: Sequence[TrackFeatures], excerpts: Sequence[TrackFeatures], k: int,
+            folds_by: str = "artist") -> CvPlan:
+    """Every track not on the test side, and the excerpts of clips not on it, for K-fold CV.
+
+    ``folds_by="artist"`` with the fault-filtered lists holds whole artist blocks out, and then uses only
+    listed tracks and excerpts (an unlisted clip's artist is unknown, and the shipped models leave
+    unlisted excerpts out too). Without the lists, or with ``"track"``, folds are by track.
+    """
+    sides, how = dataset_sides(dataset)
+    blocks = artist_blocks(sides) if folds_by == "artist" and dataset.splits_dir is not None else None
+    usable = (lambda c: sides.get(c.track_id) != "test") if blocks is None else \
+        (lambda c: sides.get(c.track_id) in ("train", "valid"))
+    unit = "by track" if blocks is None else "holding out whole artist blocks (runs of one genre's clips on one list)"
+    return CvPlan([t for t in tracks if usable(t.clip)], [e for e in excerpts if usable(e.clip)], blocks,
+                  f"stratified {k}-fold {unit} over clips not on the test side ({how})")
+
+
+def fold_excerpts(excerpts: Sequence[TrackFeatures], fold: dict[str, str]) -> list[TrackFeatures]:
+    """The excerpts that may train in ``fold``: those of clips the fold does not hold out."""
+    return [e for e in excerpts if fold.get(e.clip.track_id, "train") == "train"]
 
 
 def by_side(

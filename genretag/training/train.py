@@ -26,7 +26,7 @@ from genretag.training.datasets import Dataset, TrackFeatures
 from genretag.training.networks import (
     LEARNING_RATE_SCALE, KerasPredictor, build, configure_tensorflow, ensemble_of, members,
 )
-from genretag.training.splits import as_arrays, by_side, dataset_sides, kfold_sides, stratified_sides
+from genretag.training.splits import CvPlan, as_arrays, by_side, cv_plan, dataset_sides, stratified_sides
 
 VERSION_PREFIX = "2026.11"
 
@@ -290,8 +290,10 @@ def cross_validate(
     folds: int,
     verbose: int = 1,
     echo=print,
+    folds_by: str = "artist",
 ) -> dict[str, Any]:
-    """K-fold CV by track over every clip not on the test side; per-fold track metrics, mean and std.
+    """K-fold CV over every clip not on the test side (:func:`genretag.training.splits.cv_plan`: whole artist
+    blocks held out, or by track); per-fold track metrics, mean and std.
 
     With early stopping, each fold stops on an inner validation part of its training tracks
     (stratified, 15 %), so the held-out fold picks nothing; without, it trains on all of them.
@@ -300,22 +302,21 @@ def cross_validate(
     """
     from genretag.training.evaluate import predict_tracks, track_metrics
 
-    sides, how = dataset_sides(dataset)
-    test_ids = {t for t, s in sides.items() if s == "test"}
-    pool = [t for t in tracks if t.clip.track_id not in test_ids]
+    plan = cv_plan(dataset, tracks, excerpts, folds, folds_by)
+    pool = plan.pool
     ids = [t.clip.track_id for t in pool]
     genres = [t.clip.genre for t in pool]
     results = []
     out_of_fold: list[dict[str, Any]] = []
     genre_of = dict(zip(ids, genres))
-    for k, fold in enumerate(kfold_sides(ids, genres, folds, config.seed), 1):
+    for k, fold in enumerate(plan.folds(folds, config.seed), 1):
         held_ids = {t for t in ids if fold[t] == "valid"}
         train_ids = [t for t in ids if t not in held_ids]
         inner = stratified_sides(train_ids, [genre_of[t] for t in train_ids],
                                  {"valid": 0.15 if config.early_stopping else 0.0}, config.seed + k)
-        # Held-out and test clips both sit on the "test" side: neither they nor their excerpts train.
-        fold_sides = {**inner, **{t: "test" for t in held_ids | test_ids}}
-        groups = by_side(pool, excerpts if config.excerpts else [], fold_sides)
+        # Held-out clips (and, by artist, every clip of their blocks) neither train nor lend their excerpts.
+        fold_sides = {**inner, **{t: "test" for t, side in fold.items() if side == "valid"}}
+        groups = by_side(pool, plan.excerpts if config.excerpts else [], fold_sides)
         held = [t for t in pool if t.clip.track_id in held_ids]
         echo(f"fold {k}/{folds}: {len(groups['train'])} training items, {len(groups['valid'])} inner-validation "
              f"tracks, {len(held)} held-out tracks")
@@ -338,16 +339,14 @@ def cross_validate(
              f"track accuracy {metrics['track_accuracy']:.3f}, best epoch {result.best_epoch}{alone}, "
              f"shifted segments voting too {metrics['with_shifted_segments']['balanced_track_accuracy']:.3f}")
         results.append(metrics)
-    usable = [e for e in excerpts if e.clip.track_id not in test_ids] if config.excerpts else []
-    summary = summarise_folds(results, config, how, pool, usable)
+    summary = summarise_folds(results, config, plan, plan.excerpts if config.excerpts else [])
     summary["out_of_fold"] = {"labels": list(GENRES), "vote": "mean segment probability, plain segments",
                               "tracks": sorted(out_of_fold, key=lambda r: r["track_id"])}
     return summary
 
 
 def summarise_folds(
-    results: list[dict[str, Any]], config: TrainConfig, how: str, pool: Sequence[TrackFeatures],
-    excerpts: Sequence[TrackFeatures],
+    results: list[dict[str, Any]], config: TrainConfig, plan: CvPlan, excerpts: Sequence[TrackFeatures],
 ) -> dict[str, Any]:
     """Mean and std over folds of the track figures; ``excerpts`` are those that trained.
 
@@ -366,8 +365,9 @@ def summarise_folds(
     return {
         "settings": dataclasses.asdict(config),
         "folds": len(results),
-        "split": f"stratified {len(results)}-fold by track over clips not on the test side ({how})",
-        "data": {"tracks": data_summary(pool), "training_excerpts": data_summary(excerpts)["excerpts"]},
+        "split": plan.split,
+        "folds_by": plan.folds_by,
+        "data": {"tracks": data_summary(plan.pool), "training_excerpts": data_summary(excerpts)["excerpts"]},
         **figures(results),
         "per_genre_recall": recall,
         "with_shifted_segments": figures([r["with_shifted_segments"] for r in results]),
