@@ -138,11 +138,14 @@ def test_shipped_bundle_is_small_names_its_kind_and_keeps_the_licence(shipped):
 
 
 def test_shipped_bundle_is_calibrated_on_held_out_artists(shipped):
-    """The temperature on the track vote was fitted on the valid list's tracks by a head that never heard them."""
+    """The temperature on the track vote was fitted on out-of-fold tracks of CV folds that held whole artist
+    blocks out, and the head's own temperature and C come from the same CV."""
     assert shipped.descriptor is None and shipped.calibration["method"] == "temperature"
     evidence = shipped.metrics["calibration"]
-    assert evidence["fusion"]["weight"] == 1.0 and evidence["cnn_cv"].endswith("valid/musicnn-train-only.json")
+    assert evidence["fusion"]["weight"] == 1.0 and evidence["folds_by"] == "artist"
+    assert evidence["cnn_cv"].endswith("cv/musicnn-artist.json") and evidence["out_of_fold_tracks"] >= 250
     assert evidence["threshold"]["precision"] >= 0.85
+    assert shipped.training["cv"]["folds_by"] == "artist" and shipped.training["head"]["C"] == 0.003
 
 
 def test_a_bundle_of_other_log_mel_parameters_is_refused(shipped, tmp_path):
