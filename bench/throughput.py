@@ -3,8 +3,11 @@
 Modes (each in a fresh process, so memory and interpreter state never leak between them):
 
 * ``naive``      baseline, not the product: ``librosa.load`` of the whole file, MFCC of every 3-s
-                 segment one by one, Keras ``model.predict`` per track (TensorFlow); one process, as
-                 such scripts run.
+                 segment one by one, Keras ``model.predict`` per track (TensorFlow) of the MFCC CNN;
+                 one process, as such scripts run. The issue's ratios are against this one.
+* ``naive-own``  the same script with each of our bundles' own network and feature kind (musicnn:
+                 its own extractor's patches of the whole file), so a bundle's engineering is also
+                 measured against the naive pipeline of the same model (column ``x own``).
 * ``direct``     genretag's own path in process: ``classify.prepare`` in a pool of decode processes
                  while the main process runs ``Classifier.decide`` on batches (overlap of I/O and
                  compute), and ``direct-serial`` the same without overlap (decode a batch, wait,
@@ -50,7 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the naive mode and the old
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LIBRARY = REPO.parent / "music-full"
-MODES = ("naive", "direct", "direct-serial", "decode", "local", "celery")
+MODES = ("naive", "naive-own", "direct", "direct-serial", "decode", "local", "celery")
 
 
 @dataclass
@@ -112,38 +115,50 @@ def durations(paths: Sequence[str]) -> dict[str, float]:
 NAIVE_MODEL = "cnn.genretag"  # the MFCC CNN: the naive pipeline is the seed's MFCC path, whatever our default is
 
 
-def run_naive(paths: Sequence[str], model_path: str, threads: int) -> Run:
-    """The seed script's way: decode everything, MFCC segment by segment, ``model.predict`` per track."""
+def naive_maps(y: "np.ndarray", params) -> "np.ndarray":
+    """Every whole segment's features of a whole decoded file, the way a script would get them: the seed's
+    MFCC segment by segment, or musicnn's own extractor (the whole file's log-mel, cut into non-overlapping
+    187-frame patches)."""
     import librosa
     import numpy as np
 
+    if params.kind == "musicnn":
+        mel = librosa.feature.melspectrogram(y=y, sr=params.sr, hop_length=params.hop_length, n_fft=params.n_fft,
+                                             n_mels=params.n_mels).T.astype(np.float32)
+        logmel = np.log10(10000 * mel + 1)
+        return np.array([logmel[t: t + params.n_frames] for t in range(0, len(logmel) - params.n_frames + 1,
+                                                                         params.n_frames)], np.float32)
+    n = params.segment_samples
+    maps = [librosa.feature.mfcc(y=y[i * n: (i + 1) * n], sr=params.sr, n_mfcc=params.n_mfcc, n_fft=params.n_fft,
+                                 hop_length=params.hop_length).T for i in range(len(y) // n)]
+    return np.array([m for m in maps if len(m) == params.n_frames], np.float32)
+
+
+def run_naive(paths: Sequence[str], model_path: str, threads: int) -> Run:
+    """The seed script's way, with the bundle's own network: decode everything, every segment's features,
+    ``model.predict`` per track (Keras on TensorFlow)."""
+    import librosa
+
     from genretag.bundle import load_bundle
-    from genretag.features import FEATURES as P
     from genretag.training.export import keras_model
     from genretag.training.networks import configure_tensorflow
 
     configure_tensorflow(threads)
     bundle = load_bundle(model_path)
     model = keras_model(bundle)
-    run = Run("naive")
+    run = Run("naive", Path(model_path).stem)
     t0 = time.perf_counter()
     for path in paths:
         a = time.process_time()
         try:
-            y, _ = librosa.load(path, sr=P.sr, mono=True)
+            y, _ = librosa.load(path, sr=bundle.features.sr, mono=True)
         except Exception:  # noqa: BLE001 - the naive script skips what it cannot read
             run.failed += 1
             continue
         run.decode_seconds += time.process_time() - a
-        maps = []
-        n = P.segment_samples
-        for i in range(len(y) // n):
-            m = librosa.feature.mfcc(y=y[i * n: (i + 1) * n], sr=P.sr, n_mfcc=P.n_mfcc, n_fft=P.n_fft,
-                                     hop_length=P.hop_length).T
-            if len(m) == P.n_frames:
-                maps.append(m)
-        if maps:
-            model.predict(bundle.normalise(np.array(maps, np.float32)), verbose=0)
+        maps = naive_maps(y, bundle.features)
+        if len(maps):
+            model.predict(bundle.normalise(maps), verbose=0)
             run.tracks += 1
         else:
             run.failed += 1
@@ -459,7 +474,7 @@ def main() -> None:
     runs: list[Run] = []
     for settings in models:
         ours: list[Run] = []
-        for mode in [m for m in args.modes if m != "naive"]:
+        for mode in [m for m in args.modes if not m.startswith("naive")]:
             print(f"  running {mode} ({settings.model_path.name}) ...", file=sys.stderr, flush=True)
             if mode in ("direct", "direct-serial"):
                 run = in_child(run_direct, paths, settings, mode == "direct")
@@ -474,9 +489,12 @@ def main() -> None:
             ours.append(run)
             runs.append(run)
             report(runs, total_audio)  # after every mode: a run cut short keeps what it measured
-    if "naive" in args.modes:  # last: ours is measured even if naive does not finish
-        print("  running naive ...", file=sys.stderr, flush=True)
-        runs.insert(0, in_child(run_naive, paths, str(PACKAGED_MODELS / NAIVE_MODEL), 1))
+    naive_models = [PACKAGED_MODELS / NAIVE_MODEL] if "naive" in args.modes else []
+    if "naive-own" in args.modes:
+        naive_models += [s.model_path for s in models if s.model_path != PACKAGED_MODELS / NAIVE_MODEL]
+    for model_path in naive_models:  # last: ours is measured even if naive does not finish
+        print(f"  running naive ({model_path.name}) ...", file=sys.stderr, flush=True)
+        runs.insert(0, in_child(run_naive, paths, str(model_path), 1))
         report(runs, total_audio)
     if args.memory:
         print("\nmemory check: one Celery worker process (concurrency 1), `genretag scan --force` of 100 real "
@@ -498,21 +516,30 @@ def main() -> None:
 
 
 def report(runs: Sequence[Run], total_audio: float) -> None:
-    """One line per mode; every mode handles every file, so audio hours per hour use the library total."""
-    base = next((r for r in runs if r.mode == "naive" and r.wall), None)
+    """One line per mode; every mode handles every file, so audio hours per hour use the library total.
+
+    ``x naive``: against the MFCC CNN's naive pipeline (the issue's baseline); ``x own``: against the naive
+    pipeline of the row's own bundle, where it ran.
+    """
+    naive = {r.model: r for r in runs if r.mode == "naive" and r.wall}
+    base = naive.get(Path(NAIVE_MODEL).stem)
+
+    def rate(r: Run) -> float:
+        return (r.tracks + r.failed) / r.wall if r.wall else 0.0  # files handled, classified or not
+
     print()
     print("tracks/s counts every file handled (classified or failed: too short, silent, unreadable)")
     print(f"{'mode':<24}{'tracks':>7}{'failed':>7}{'wall s':>9}{'tracks/s':>9}{'audio h/h':>10}"
-          f"{'x naive':>8}{'cpu s':>7}{'s/track':>8}{'decode':>8}  peak RSS MB")
+          f"{'x naive':>8}{'x own':>7}{'cpu s':>7}{'s/track':>8}{'decode':>8}  peak RSS MB")
     for r in runs:
-        tps = (r.tracks + r.failed) / r.wall if r.wall else 0.0  # files handled, classified or not
-        ratio = f"{tps / ((base.tracks + base.failed) / base.wall):.1f}" if base else "-"
+        ratio = f"{rate(r) / rate(base):.1f}" if base else "-"
+        own = f"{rate(r) / rate(naive[r.model]):.1f}" if r.model in naive else "-"
         share = f"{r.decode_seconds / r.busy_seconds:.0%}" if r.busy_seconds else "-"
         cpu = f"{r.busy_seconds:.0f}" if r.busy_seconds else "-"
         per_track = f"{r.busy_seconds / r.tracks:.2f}" if r.busy_seconds and r.tracks else "-"  # CPU s per classified track
         rss = ", ".join(f"{k} {v:.0f}" for k, v in r.peak_rss_mb.items())
-        print(f"{(r.mode + ' ' + r.model).strip():<24}{r.tracks:>7}{r.failed:>7}{r.wall:>9.1f}{tps:>9.2f}{total_audio / r.wall if r.wall else 0:>10.0f}"
-              f"{ratio:>8}{cpu:>7}{per_track:>8}{share:>8}  {rss}")
+        print(f"{(r.mode + ' ' + r.model).strip():<24}{r.tracks:>7}{r.failed:>7}{r.wall:>9.1f}{rate(r):>9.2f}"
+              f"{total_audio / r.wall if r.wall else 0:>10.0f}{ratio:>8}{own:>7}{cpu:>7}{per_track:>8}{share:>8}  {rss}")
     for r in runs:
         if r.note:
             print(f"  {(r.mode + ' ' + r.model).strip()}: {r.note}")
