@@ -263,7 +263,7 @@ def train(ctx: click.Context, roots: tuple[str, ...], data: Path | None, from_li
 
     With --from-library, train on the genre tags of the library's tracks under ROOT... instead.
     ``--arch dense`` is the descriptor network: a random search over its settings, cross-validated
-    by track on the descriptor table's train+valid rows (`genretag fuse` puts the chosen one in a bundle).
+    (--folds-by) on the descriptor table's train+valid rows (`genretag fuse` puts the chosen one in a bundle).
     ``--arch musicnn`` trains the pretrained family: a head on musicnn's frozen MSD backbone
     (--folds: its C on CV; otherwise the head at --head-c, calibrated on CV's out-of-fold tracks).
     """

@@ -62,7 +62,7 @@ class Settings:
     edge_seconds: float = 0.0  # skipped at each end of a long track before spreading windows (0: measured best)
 
     # The call (see fusion.py): a track whose calibrated confidence is below this is stored as uncertain.
-    min_confidence: float = 0.5  # from the held-out (valid) precision-coverage curve, never below even odds (docs/calibration.md)
+    min_confidence: float = 0.5  # from the artist-fold out-of-fold precision-coverage curve, never below even odds (docs/calibration.md)
     runner_up_ratio: float = 0.5  # the runner-up is named when its probability is at least this share of the top's
 
     # Inference and concurrency.
