@@ -151,17 +151,23 @@ def test_many_processes_starting_at_once_migrate_once(db_url: str) -> None:
     assert revisions == [head_revision()] * 4
 
 
-def test_upgrade_from_0001_backfills_the_current_prediction(db_url: str) -> None:
-    """A database built by revision 0001, with rows, upgraded in place: each track points at its latest prediction."""
+def built_by(url: str, revision: str):
+    """An engine on a database migrated only up to ``revision`` (no first-use migration), for rows of that schema."""
     from alembic import command
 
     from genretag.db.engine import create
 
-    engine = create(db_url)
+    engine = create(url)
     with engine.begin() as conn:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+        command.upgrade(cfg, revision)
+    return engine
+
+
+def test_upgrade_from_0001_backfills_the_current_prediction(db_url: str) -> None:
+    """A database built by revision 0001, with rows, upgraded in place: each track points at its latest prediction."""
+    engine = built_by(db_url, "0001")
     now = "2026-11-30 12:00:00+00:00"
     with engine.begin() as conn:
         for i, path in enumerate(["/m/two-models.ogg", "/m/one.ogg", "/m/pending.ogg"], 1):
@@ -196,15 +202,7 @@ def test_upgrade_from_0004_keeps_the_rows_and_stores_a_long_runner_up(db_url: st
     pointer survive (on SQLite the table is rebuilt), and a runner-up of a 100-character label now fits."""
     import dataclasses
 
-    from alembic import command
-
-    from genretag.db.engine import create
-
-    engine = create(db_url)
-    with engine.begin() as conn:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0004")
+    engine = built_by(db_url, "0004")
     now = "2026-12-04 12:00:00+00:00"
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO tracks (id, path, size, mtime, status, attempts, created_at, updated_at, "
