@@ -6,6 +6,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 import pytest
+import scipy.fft
 
 from genretag import features
 from genretag import audio
@@ -113,6 +114,20 @@ def test_filterbanks_are_librosas():
                                rtol=0, atol=1e-7)
     np.testing.assert_allclose(features.chroma_basis(SR, 2048, 12, 0.0).T,
                                librosa.filters.chroma(sr=SR, n_fft=2048, tuning=0.0), rtol=0, atol=1e-6)
+
+
+def test_dct_basis_is_scipys_orthonormal_dct_ii():
+    np.testing.assert_allclose(features.dct_basis(128, 13),
+                               scipy.fft.dct(np.eye(128), type=2, norm="ortho", axis=1)[:, :13], rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("n_fft", [512, 2048])  # musicnn's frames take numpy's FFT, the MFCC's scipy's
+def test_both_ffts_give_scipys_spectrum_on_a_real_clip(gtzan_dir, n_fft: int):
+    frames = features.segment(audio.load(gtzan_dir / "jazz" / "jazz.00004.opus", SR))[:2, : 30 * 2048]
+    frames = frames.reshape(2, -1, n_fft) * features.hann(n_fft)
+    ours, reference = features.rfft(frames), scipy.fft.rfft(frames.astype(np.float64), axis=-1)
+    assert ours.dtype == np.complex64 and ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-5 * np.abs(reference).max())
 
 
 def test_track_descriptors_are_librosas_defaults_on_a_real_clip(gtzan_dir):

@@ -1,7 +1,8 @@
 """The runtime path as a user runs it, in a fresh interpreter: no TensorFlow imported, no library noise on stderr.
 
 Each test runs the real ``genretag`` command line inside ``python -c``, then reports which modules the
-process loaded. TF_CPP_MIN_LOG_LEVEL is taken out of the environment: quiet must not depend on it.
+process loaded (scipy too: the default musicnn bundle's path needs none, and it costs 29 MB per
+process). TF_CPP_MIN_LOG_LEVEL is taken out of the environment: quiet must not depend on it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ except SystemExit as exc:
     status = exc.code
 loaded = {m.split('.')[0] for m in sys.modules}
 print(json.dumps({'exit': status, 'training': sorted(loaded & {'tensorflow', 'keras', 'tf_keras'}),
-                  'litert': 'ai_edge_litert' in loaded}))
+                  'litert': 'ai_edge_litert' in loaded, 'scipy': 'scipy' in loaded}))
 """
 
 
@@ -40,7 +41,7 @@ def genretag(*args: str, env: dict[str, str] | None = None) -> tuple[list[str], 
 def test_classify_runs_litert_without_tensorflow_and_prints_no_noise(gtzan_dir: Path) -> None:
     clip = gtzan_dir / "disco" / "disco.00003.opus"
     out, report, stderr = genretag("classify", "--json", str(clip))
-    assert report == {"exit": 0, "training": [], "litert": True}
+    assert report == {"exit": 0, "training": [], "litert": True, "scipy": False}
     assert stderr == ""
     (line,) = out
     result = json.loads(line)
@@ -55,6 +56,6 @@ def test_a_local_scan_prints_only_its_own_lines(gtzan_dir: Path, tmp_path: Path)
     out, report, stderr = genretag("scan", str(library), env={
         "GENRETAG_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "GENRETAG_BROKER_URL": "",
         "GENRETAG_WORKERS": "1"})
-    assert report == {"exit": 0, "training": [], "litert": True}
+    assert report == {"exit": 0, "training": [], "litert": True, "scipy": False}
     assert stderr.splitlines() == [f"scanning {library} (local mode; database sqlite:///{tmp_path / 'db.sqlite3'})"]
     assert out == [f"{library}: found 2 (2 new, 0 changed, 0 unchanged), 0 missing; queued 2: 2 done, 0 failed"]
