@@ -125,7 +125,7 @@ def scan(ctx: click.Context, roots: tuple[Path, ...], dry_run: bool, force: bool
 def worker(ctx: click.Context, loglevel: str) -> None:
     """Run a Celery worker (concurrency = --workers) that classifies queued tracks."""
     from genretag.config import redact_url
-    from genretag.worker.app import configure
+    from genretag.worker.app import start_worker
 
     settings = settings_of(ctx)
     if settings.local_mode:
@@ -133,8 +133,8 @@ def worker(ctx: click.Context, loglevel: str) -> None:
                                "(without one, `genretag scan` classifies in-process)")
     click.echo(f"worker: {settings.worker_count} processes x {settings.threads_per_worker} inference threads, "
                f"queue {settings.task_queue} on {redact_url(settings.broker_url)}", err=True)
-    configure(settings).worker_main(["worker", f"--concurrency={settings.worker_count}", "--pool=prefork",
-                                     f"--queues={settings.task_queue}", f"--loglevel={loglevel}"])
+    ctx.exit(start_worker(settings, concurrency=settings.worker_count, pool_cls="prefork",
+                          queues=[settings.task_queue], loglevel=loglevel))
 
 
 @cli.command()
@@ -643,11 +643,13 @@ def beat(ctx: click.Context, roots: tuple[str, ...], schedule_file: Path | None,
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"beat: rescanning {', '.join(settings.library_roots)} at '{settings.scan_schedule}' "
                f"via queue {scan_queue(settings)} on {redact_url(settings.broker_url)}", err=True)
-    from genretag.worker.app import configure  # after the checks: importing it builds the schedule
+    from celery.utils.nodenames import default_nodename, host_format
 
-    configure(settings).worker_main(["worker", "--beat", f"--schedule={schedule_file}", "--pool=solo",
-                                     "--concurrency=1", "--hostname=beat@%h", f"--queues={scan_queue(settings)}",
-                                     f"--loglevel={loglevel}"])
+    from genretag.worker.app import start_worker  # after the checks: importing it builds the schedule
+
+    ctx.exit(start_worker(settings, beat=True, schedule_filename=str(schedule_file), pool_cls="solo", concurrency=1,
+                          hostname=host_format(default_nodename("beat@%h")), queues=[scan_queue(settings)],
+                          loglevel=loglevel))
 
 
 @cli.command()

@@ -56,6 +56,17 @@ def configure(settings: Settings) -> Celery:
     return app
 
 
+def start_worker(settings: Settings, **options: Any) -> int:
+    """Run a worker of the app configured for ``settings`` until it stops; its exit code.
+
+    ``app.Worker`` rather than ``worker_main``: Celery's command line imports every installed CLI
+    plugin (Flower's tornado, prometheus_client, prompt_toolkit), 23.5 MB that each pool child inherits.
+    """
+    worker = configure(settings).Worker(**options)
+    worker.start()
+    return worker.exitcode
+
+
 def app_settings() -> Settings:
     return _settings
 
