@@ -458,7 +458,7 @@ def main() -> None:
 
     base = get_settings().replace(workers=args.workers)
     models = [base.replace(model_path=m) for m in args.model]
-    paths = audio_files(args.library)[: args.limit or None]
+    paths = audio_files(args.library.resolve())[: args.limit or None]
     root = args.library
     if args.limit:  # the scan commands take a folder: link the subset into one
         root = Path(tempfile.mkdtemp(prefix="genretag-bench-lib-"))
