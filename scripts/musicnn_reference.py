@@ -2,10 +2,10 @@
 
 Runs in a separate reference venv, never genretag's (musicnn 0.1.0 needs tf-keras):
 
-    python3 -m venv /work/venv-musicnn
-    /work/venv-musicnn/bin/pip install tensorflow-cpu==2.21.0 tf-keras==2.21.0 'librosa>=0.10,<0.12'
-    /work/venv-musicnn/bin/pip install --no-deps musicnn==0.1.0
-    TF_USE_LEGACY_KERAS=1 /work/venv-musicnn/bin/python scripts/musicnn_reference.py
+    python3 -m venv ../venv-musicnn
+    ../venv-musicnn/bin/pip install tensorflow-cpu==2.21.0 tf-keras==2.21.0 'librosa>=0.10,<0.12'
+    ../venv-musicnn/bin/pip install --no-deps musicnn==0.1.0
+    TF_USE_LEGACY_KERAS=1 ../venv-musicnn/bin/python scripts/musicnn_reference.py
 
 It uses musicnn's graph (``musicnn.models.define_model``) and checkpoint as ``musicnn.extractor``
 does, with two of its bugs worked around: the log-mel is taken in float32 (``10000 * float16``

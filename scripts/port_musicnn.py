@@ -5,7 +5,7 @@ file itself) with ``tf.train.load_checkpoint``, assigns each variable to the lay
 re-implements it, and writes ``genretag/training/data/musicnn_msd.weights.h5`` with musicnn's ISC
 licence beside it. Run once, with genretag's training extra; musicnn itself is never imported:
 
-    python scripts/port_musicnn.py /work/venv-musicnn/lib/python3.11/site-packages/musicnn
+    python scripts/port_musicnn.py ../venv-musicnn/lib/python3.11/site-packages/musicnn
 """
 
 from __future__ import annotations
